@@ -1,0 +1,61 @@
+"""The training objective: regress the network onto eps, x0 or v at a random timestep."""
+
+from __future__ import annotations
+
+import torch
+
+from horseshoe.diffusion import process
+from horseshoe.diffusion.denoiser import PREDICTIONS, Network
+from horseshoe.diffusion.schedules import NoiseSchedule
+
+OBJECTIVES = PREDICTIONS  # the network is trained on exactly what it is later read as predicting
+
+
+def min_snr_weight(snr: torch.Tensor, gamma: float, prediction: str) -> torch.Tensor:
+    """Min-SNR-gamma loss weight (Hang et al. 2023), expressed for each prediction target.
+
+    The paper weights the x0-space loss by min(SNR, gamma); an eps loss equals SNR times the x0 loss
+    and a v loss (SNR + 1) times it, so those targets divide by the same factor.
+    """
+    clipped = snr.clamp(max=gamma)
+    if prediction == "eps":
+        return clipped / snr
+    if prediction == "x0":
+        return clipped
+    return clipped / (snr + 1.0)
+
+
+def training_loss(
+    network: Network,
+    schedule: NoiseSchedule,
+    x0: torch.Tensor,
+    generator: torch.Generator,
+    prediction: str = "eps",
+    min_snr_gamma: float | None = None,
+) -> torch.Tensor:
+    """Mean over the batch of || target - network(x_t, t) ||^2 per pixel (Ho et al. Eq. 14, 'L_simple').
+
+    t ~ Uniform{0..T-1} and eps ~ N(0, I) are drawn from ``generator`` (which must live on x0's device),
+    so the same generator state gives the same loss.
+    """
+    if prediction not in OBJECTIVES:
+        raise ValueError(f"unknown prediction target {prediction!r}; choose one of {', '.join(OBJECTIVES)}")
+    if min_snr_gamma is not None and min_snr_gamma <= 0:
+        raise ValueError(f"min_snr_gamma must be > 0, got {min_snr_gamma}")
+    batch = x0.shape[0]
+    t = torch.randint(0, schedule.num_steps, (batch,), generator=generator, device=x0.device)
+    eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+    x_t = process.q_sample(schedule, x0, t, eps)
+    if prediction == "eps":
+        target = eps
+    elif prediction == "x0":
+        target = x0
+    else:
+        target = process.v_target(schedule, x0, t, eps)
+    out = network(x_t, t)
+    dtype = torch.promote_types(target.dtype, torch.float32)  # bf16 autocast output: compare in float32
+    per_example = (out.to(dtype) - target.to(dtype)).pow(2).mean(dim=tuple(range(1, x0.ndim)))
+    if min_snr_gamma is not None:
+        snr = schedule.snr().to(x0.device)[t].to(dtype)
+        per_example = per_example * min_snr_weight(snr, min_snr_gamma, prediction)
+    return per_example.mean()

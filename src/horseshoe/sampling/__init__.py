@@ -1,0 +1,73 @@
+"""Samplers: plain generator functions with one signature, each yielding a StepRecord per step.
+
+    sampler(denoiser, x_T, config: SamplerConfig, generator) -> Iterator[StepRecord]
+
+``sample`` runs one to the end; grids and GIFs iterate the same generators.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterator
+
+import torch
+
+from horseshoe.diffusion.denoiser import Denoiser
+from horseshoe.sampling.ddim import ddim, ddim_invert
+from horseshoe.sampling.ddpm import ddpm
+from horseshoe.sampling.dpm_solver import dpmpp_2m
+from horseshoe.sampling.record import SamplerConfig, StepRecord
+from horseshoe.sampling.timesteps import make_timesteps
+
+Sampler = Callable[[Denoiser, torch.Tensor, SamplerConfig, torch.Generator], Iterator[StepRecord]]
+
+SAMPLERS: dict[str, Sampler] = {
+    "ddpm": ddpm,
+    "ddim": ddim,
+    "dpmpp_2m": dpmpp_2m,
+}
+
+
+def get_sampler(name: str) -> Sampler:
+    """Look a sampler up by name, with an error that lists the choices."""
+    if name not in SAMPLERS:
+        raise ValueError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
+    return SAMPLERS[name]
+
+
+def initial_noise(
+    shape: tuple[int, ...], generator: torch.Generator, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """x_T ~ N(0, I) drawn from generator, on the generator's device."""
+    return torch.randn(shape, generator=generator, device=generator.device, dtype=dtype)
+
+
+def iterate(
+    sampler: str, denoiser: Denoiser, x_T: torch.Tensor, config: SamplerConfig, generator: torch.Generator
+) -> Iterator[StepRecord]:
+    """The named sampler's step generator, with its step count checked against T up front."""
+    fn = get_sampler(sampler)
+    make_timesteps(denoiser.schedule.num_steps, config.num_steps, config.spacing)  # raises on bad steps
+    return fn(denoiser, x_T, config, generator)
+
+
+def sample(
+    sampler: str, denoiser: Denoiser, x_T: torch.Tensor, config: SamplerConfig, generator: torch.Generator
+) -> torch.Tensor:
+    """Run the named sampler to the end and return the final sample."""
+    (last,) = deque(iterate(sampler, denoiser, x_T, config, generator), maxlen=1)  # keep only the last step
+    return last.x_prev
+
+
+__all__ = [
+    "SAMPLERS",
+    "SamplerConfig",
+    "StepRecord",
+    "Sampler",
+    "ddim_invert",
+    "get_sampler",
+    "initial_noise",
+    "iterate",
+    "make_timesteps",
+    "sample",
+]

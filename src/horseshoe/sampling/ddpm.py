@@ -1,0 +1,52 @@
+"""Ancestral sampling, Algorithm 2 of Ho et al. 2020, on all T steps or a respaced subset."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+from horseshoe.diffusion.denoiser import Denoiser
+from horseshoe.diffusion.process import gather, q_posterior_mean_variance
+from horseshoe.diffusion.schedules import NoiseSchedule
+from horseshoe.sampling.record import SamplerConfig, StepRecord
+from horseshoe.sampling.timesteps import make_timesteps
+
+
+def respace(schedule: NoiseSchedule, timesteps: list[int]) -> NoiseSchedule:
+    """The schedule that jumps straight between the given timesteps (Nichol & Dhariwal 2021, Sec. 4).
+
+    Its k-th beta is 1 - abar[s_k] / abar[s_{k-1}] over the ascending timesteps s, so its alpha_bars
+    are the originals at s, and every formula for a T-step process holds for the shorter one.
+    """
+    abar = schedule.alpha_bars[sorted(timesteps)]
+    abar_prev = torch.cat([abar.new_ones(1), abar[:-1]])
+    return NoiseSchedule(name=f"{schedule.name}-respaced", betas=1.0 - abar / abar_prev)
+
+
+@torch.no_grad()
+def ddpm(
+    denoiser: Denoiser, x_T: torch.Tensor, config: SamplerConfig, generator: torch.Generator
+) -> Iterator[StepRecord]:
+    """x_{t-1} = mu_tilde(x_t, x0_hat) + sigma_t z, z = 0 on the last step.
+
+    mu_tilde is the posterior mean of Eq. 7 with x0 replaced by the prediction; with the eps
+    parameterisation this is exactly line 4 of Algorithm 2, 1/sqrt(alpha_t) (x_t - beta_t/sqrt(1-abar_t) eps).
+    sigma_t^2 is beta tilde ('posterior') or beta_t ('beta'), the two choices of Ho et al. Sec. 3.2.
+    """
+    timesteps = make_timesteps(denoiser.schedule.num_steps, config.num_steps, config.spacing)
+    spaced = respace(denoiser.schedule, timesteps)
+    x = x_T
+    for i, t in enumerate(timesteps):
+        k = len(timesteps) - 1 - i  # index of t in the respaced schedule
+        pred = denoiser(x, t, clip_x0=config.clip_x0)
+        mean, variance = q_posterior_mean_variance(spaced, pred.x0, x, k)
+        if config.variance == "beta":
+            variance = gather(spaced.betas, k, x).expand_as(x)
+        if k > 0:
+            z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            x_prev = mean + variance.sqrt() * z
+        else:
+            x_prev = mean  # Algorithm 2: z = 0 at the last step
+        yield StepRecord(index=i, t=t, x_t=x, x0_hat=pred.x0, x_prev=x_prev)
+        x = x_prev

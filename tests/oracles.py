@@ -1,0 +1,32 @@
+"""Closed-form denoisers for Gaussian data, shared by the sampler tests.
+
+For x0 ~ N(mu, s^2 I) and x_t = a x0 + b eps (a = sqrt(abar_t), b = sqrt(1 - abar_t)), x_t is
+N(a mu, a^2 s^2 + b^2) per pixel and the best noise predictor is
+    E[eps | x_t] = b (x_t - a mu) / (a^2 s^2 + b^2).
+The probability-flow ODE keeps each sample's standardised value fixed, so deterministic samplers
+started at x_T must end at mu + s (x_T - a_T mu) / sqrt(a_T^2 s^2 + b_T^2).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from horseshoe.diffusion import Denoiser, NoiseSchedule
+
+
+def gaussian_denoiser(schedule: NoiseSchedule, mu: float, s: float) -> Denoiser:
+    """A Denoiser whose eps prediction is optimal for data N(mu, s^2 I)."""
+
+    def eps_oracle(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        abar = schedule.alpha_bars.to(x.dtype)[t].view(-1, *([1] * (x.ndim - 1)))
+        a, b = abar.sqrt(), (1 - abar).sqrt()
+        return b * (x - a * mu) / (a * a * s * s + b * b)
+
+    return Denoiser(eps_oracle, schedule, "eps")
+
+
+def ode_endpoint(schedule: NoiseSchedule, x_T: torch.Tensor, mu: float, s: float) -> torch.Tensor:
+    """Exact probability-flow ODE solution at t=0 (clean) from x_T at t=T-1, for data N(mu, s^2)."""
+    abar = schedule.alpha_bars[-1]
+    a, b = abar.sqrt(), (1 - abar).sqrt()
+    return mu + s * (x_T - a * mu) / (a * a * s * s + b * b).sqrt()

@@ -1,0 +1,127 @@
+"""Differential tests against diffusers' schedulers: same schedule, timesteps, model and noise."""
+
+import pytest
+import torch
+
+from horseshoe.diffusion import Denoiser, make_schedule, q_posterior_mean_variance
+from horseshoe.sampling import SamplerConfig, iterate
+
+schedulers = pytest.importorskip("diffusers.schedulers")
+
+T = 1000
+
+
+def make_model(schedule):
+    """A smooth, nonlinear stand-in for a trained network (any function serves: both sides get it).
+
+    It predicts a bounded x0 and returns the matching eps, as a trained model would; an arbitrary eps
+    model would send x0_hat to ~1e4 at the cosine schedule's last step and measure only cancellation.
+    """
+
+    def model_fn(x, t):
+        abar = schedule.alpha_bars[t].view(-1, 1, 1, 1)
+        tau = t.double().view(-1, 1, 1, 1) / T
+        x0 = 0.8 * torch.tanh(x) + 0.1 * torch.sin(3 * x) * tau
+        return (x - abar.sqrt() * x0) / (1 - abar).sqrt()
+
+    return model_fn
+
+
+def float64_tables(sched, schedule):
+    """diffusers keeps its tables in float32; give it ours in float64 so both compute in float64."""
+    sched.betas = schedule.betas.clone()
+    sched.alphas = schedule.alphas.clone()
+    sched.alphas_cumprod = schedule.alpha_bars.clone()
+    return sched
+
+
+def start(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn((3, 2, 4, 4), generator=g, dtype=torch.float64)
+
+
+# Not 'linspace': diffusers' DDIM always steps to t - T//N, which for linspace (999, 888, ...) is not
+# the next timestep it evaluates (999 -> 899, then 888); ours steps to the timestep it visits next.
+@pytest.mark.parametrize("spacing", ["trailing", "leading"])
+@pytest.mark.parametrize("num_steps", [10, 50])
+def test_ddim_matches_diffusers(spacing, num_steps):
+    schedule = make_schedule("linear", T)
+    model_fn = make_model(schedule)
+    ref = schedulers.DDIMScheduler(num_train_timesteps=T, trained_betas=schedule.betas.numpy(),
+                                   clip_sample=False, set_alpha_to_one=True, steps_offset=0,
+                                   timestep_spacing=spacing, prediction_type="epsilon")
+    float64_tables(ref, schedule).final_alpha_cumprod = torch.tensor(1.0, dtype=torch.float64)
+    ref.set_timesteps(num_steps)
+    x = start()
+    ours = list(iterate("ddim", Denoiser(model_fn, schedule), x, SamplerConfig(num_steps, spacing), None))
+    assert [r.t for r in ours] == ref.timesteps.tolist()
+    for record in ours:
+        t = torch.tensor([record.t])
+        x = ref.step(model_fn(x, t.expand(x.shape[0])), record.t, x, eta=0.0).prev_sample
+        torch.testing.assert_close(record.x_prev, x, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("spacing", ["trailing", "leading", "linspace"])
+@pytest.mark.parametrize("num_steps", [10, 20])
+def test_dpmpp_2m_matches_diffusers(spacing, num_steps):
+    schedule = make_schedule("cosine", T)
+    model_fn = make_model(schedule)
+    ref = schedulers.DPMSolverMultistepScheduler(
+        num_train_timesteps=T, trained_betas=schedule.betas.numpy(), algorithm_type="dpmsolver++",
+        solver_order=2, solver_type="midpoint", final_sigmas_type="zero", timestep_spacing=spacing,
+        steps_offset=0, prediction_type="epsilon", lower_order_final=True)
+    float64_tables(ref, schedule)
+    ref.set_timesteps(num_steps)
+    # diffusers' own linspace/leading for this scheduler differ from DDIM's (N+1 points, last dropped);
+    # the solver is what is compared, so it runs on our timesteps.
+    ours = list(iterate("dpmpp_2m", Denoiser(model_fn, schedule), start(), SamplerConfig(num_steps, spacing), None))
+    ref.set_timesteps(timesteps=[r.t for r in ours])
+    abar = schedule.alpha_bars[ref.timesteps]
+    ref.sigmas = torch.cat([((1 - abar) / abar).sqrt(), abar.new_zeros(1)])  # float64, not float32
+    x = start()
+    for record in ours:
+        t = torch.tensor([record.t])
+        x = ref.step(model_fn(x, t.expand(x.shape[0])), record.t, x).prev_sample.double()
+        torch.testing.assert_close(record.x_prev, x, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("variance", ["fixed_small", "fixed_large"])
+def test_ddpm_posterior_matches_diffusers(variance):
+    schedule = make_schedule("linear", T)
+    ref = float64_tables(schedulers.DDPMScheduler(num_train_timesteps=T, trained_betas=schedule.betas.numpy(),
+                                                  variance_type=variance, clip_sample=False), schedule)
+    ref.one = torch.tensor(1.0, dtype=torch.float64)
+    x_t, x0 = start(1), start(2)
+    for t in [1, 2, 10, 500, 999]:
+        mean, var = q_posterior_mean_variance(schedule, x0, x_t, t)
+        # diffusers returns mean + sqrt(var) * noise; replay its noise to split the two apart.
+        g = torch.Generator().manual_seed(t)
+        eps_hat = (x_t - schedule.alpha_bars[t].sqrt() * x0) / (1 - schedule.alpha_bars[t]).sqrt()
+        got = ref.step(eps_hat, t, x_t, generator=g).prev_sample
+        noise = torch.randn(x_t.shape, generator=torch.Generator().manual_seed(t), dtype=torch.float64)
+        ref_var = ref._get_variance(t)
+        expected_var = var[0, 0, 0, 0] if variance == "fixed_small" else schedule.betas[t]
+        assert float(ref_var) == pytest.approx(float(expected_var), rel=1e-10, abs=1e-14)
+        torch.testing.assert_close(got - ref_var.sqrt() * noise, mean, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("num_steps,variance", [(None, "posterior"), (50, "posterior"), (50, "beta")])
+def test_ddpm_trajectory_matches_diffusers(num_steps, variance):
+    # Whole ancestral trajectories, drawing the same noise from identically seeded generators.
+    schedule = make_schedule("linear", T)
+    model_fn = make_model(schedule)
+    ref = float64_tables(schedulers.DDPMScheduler(
+        num_train_timesteps=T, trained_betas=schedule.betas.numpy(), clip_sample=False,
+        variance_type="fixed_small" if variance == "posterior" else "fixed_large",
+        timestep_spacing="leading"), schedule)
+    ref.one = torch.tensor(1.0, dtype=torch.float64)
+    ref.set_timesteps(num_steps or T)
+    config = SamplerConfig(num_steps=num_steps, spacing="leading", variance=variance)
+    g_ours, g_ref = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
+    x = start()
+    records = list(iterate("ddpm", Denoiser(model_fn, schedule), x, config, g_ours))
+    assert [r.t for r in records] == ref.timesteps.tolist()
+    for record in records:
+        t = torch.tensor([record.t])
+        x = ref.step(model_fn(x, t.expand(x.shape[0])), record.t, x, generator=g_ref).prev_sample
+        torch.testing.assert_close(record.x_prev, x, rtol=0, atol=1e-10)

@@ -1,0 +1,181 @@
+"""Every sampler against closed forms: Gaussian data, one-point data and the exact ODE flow."""
+
+import pytest
+import torch
+from oracles import gaussian_denoiser, ode_endpoint
+
+from horseshoe.diffusion import Denoiser, make_schedule
+from horseshoe.sampling import (
+    SAMPLERS,
+    SamplerConfig,
+    ddim_invert,
+    initial_noise,
+    iterate,
+    make_timesteps,
+    sample,
+)
+from horseshoe.sampling.record import SPACINGS
+
+MU, S = 0.3, 0.5
+
+
+def draw(n, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return initial_noise((n, 1, 1, 1), g, torch.float64), g
+
+
+@pytest.mark.parametrize("name", list(SAMPLERS))
+def test_gaussian_oracle_reproduces_data_distribution(name):
+    # Driven by the optimal predictor for N(MU, S^2), every sampler run over all T=1000 steps must
+    # return samples with mean MU and std S. Tolerance: 5 standard errors of the estimate
+    # (S/sqrt(n) for the mean, S/sqrt(2n) for the std) plus the discretisation error measured for
+    # 1000 steps against the exact ODE flow (< 6e-3, see test_deterministic_samplers_follow_the_ode).
+    schedule = make_schedule("linear", 1000)
+    n = 40_000
+    x_T, g = draw(n)
+    out = sample(name, gaussian_denoiser(schedule, MU, S), x_T, SamplerConfig(), g)
+    assert out.mean().item() == pytest.approx(MU, abs=5 * S / n**0.5 + 6e-3)
+    assert out.std().item() == pytest.approx(S, abs=5 * S / (2 * n) ** 0.5 + 6e-3)
+
+
+@pytest.mark.parametrize("name", list(SAMPLERS))
+@pytest.mark.parametrize("spacing", SPACINGS)
+@pytest.mark.parametrize("num_steps", [1, 7, 50])
+def test_one_point_data_returns_the_point(name, spacing, num_steps):
+    # For data that is a single point, x0_hat = point at every step, and every sampler must end on it.
+    schedule = make_schedule("cosine", 200)
+    point = torch.tensor([-0.8, 0.1, 0.6]).view(1, 3, 1, 1).double()
+    denoiser = Denoiser(lambda x, t: (x - schedule.alpha_bars[t].sqrt().view(-1, 1, 1, 1) * point)
+                        / (1 - schedule.alpha_bars[t]).sqrt().view(-1, 1, 1, 1), schedule, "eps")
+    g = torch.Generator().manual_seed(1)
+    x_T = initial_noise((16, 3, 1, 1), g, torch.float64)
+    out = sample(name, denoiser, x_T, SamplerConfig(num_steps=num_steps, spacing=spacing, eta=1.0), g)
+    torch.testing.assert_close(out, point.expand_as(out), rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("spacing", ["leading", "linspace"])
+def test_ddpm_is_exact_for_unit_variance_data(spacing):
+    # Ho et al. Sec. 3.2: sigma_t^2 = beta_t is the exact reverse variance for x0 ~ N(mu, 1). Only the
+    # noiseless last step (Algorithm 2, z = 0 at t=0) returns E[x0 | x at t=0], whose std is
+    # sqrt(abar_0). With T = 10 every step is large, so using abar one step off changes the std by
+    # >20% (measured: 0.77 and 1.50 instead of 0.995): this catches off-by-one timesteps.
+    schedule = make_schedule("linear", 10)
+    denoiser = gaussian_denoiser(schedule, MU, 1.0)
+    n = 100_000
+    x_T, g = draw(n, seed=2)
+    out = sample("ddpm", denoiser, x_T, SamplerConfig(variance="beta", spacing=spacing), g)
+    expected_std = schedule.alpha_bars[0].sqrt().item()
+    assert out.mean().item() == pytest.approx(MU, abs=5 / n**0.5)
+    assert out.std().item() == pytest.approx(expected_std, abs=5 / (2 * n) ** 0.5)
+
+
+def test_ddpm_respaced_is_exact_for_unit_variance_data():
+    # The respaced process (5 of 1000 steps, ending at t=0) is itself a DDPM, so the same holds.
+    schedule = make_schedule("linear", 1000)
+    n = 100_000
+    x_T, g = draw(n, seed=3)
+    out = sample("ddpm", gaussian_denoiser(schedule, MU, 1.0), x_T,
+                 SamplerConfig(num_steps=5, spacing="linspace", variance="beta"), g)
+    assert out.mean().item() == pytest.approx(MU, abs=5 / n**0.5)
+    assert out.std().item() == pytest.approx(1.0, abs=5 / (2 * n) ** 0.5 + 1e-4)
+
+
+def test_deterministic_samplers_follow_the_ode():
+    # Per sample, deterministic DDIM and DPM-Solver++ must land where the exact probability-flow ODE
+    # does. Bounds are the measured errors with ~2x margin: DDIM is first order (5.4e-3 at 1000
+    # steps), DPM-Solver++(2M) second order (1.3e-4 at 1000, 7.7e-2 at 20 trailing steps, where DDIM
+    # is off by 0.24). An off-by-one timestep raises DPM-Solver++'s 1000-step error to 6e-3.
+    schedule = make_schedule("linear", 1000)
+    x_T, g = draw(2000, seed=4)
+    exact = ode_endpoint(schedule, x_T, MU, S)
+    denoiser = gaussian_denoiser(schedule, MU, S)
+
+    def err(name, steps):
+        out = sample(name, denoiser, x_T, SamplerConfig(num_steps=steps), g)
+        return (out - exact).abs().max().item()
+
+    assert err("ddim", 1000) < 1e-2
+    assert err("dpmpp_2m", 1000) < 3e-4
+    assert err("dpmpp_2m", 20) < 0.15
+    assert err("dpmpp_2m", 20) < 0.5 * err("ddim", 20)
+    assert err("ddim", 100) < 0.5 * err("ddim", 20)  # converges as the steps grow
+
+
+def test_ddim_with_eta_one_is_ddpm_with_posterior_variance():
+    # Song et al.: eta = 1 turns Eq. 12 into the DDPM ancestral step. Same noise stream, same samples.
+    schedule = make_schedule("cosine", 100)
+    denoiser = gaussian_denoiser(schedule, MU, S)
+    for steps in [None, 10]:
+        x_T, g1 = draw(500, seed=5)
+        a = sample("ddim", denoiser, x_T, SamplerConfig(num_steps=steps, eta=1.0), g1)
+        _, g2 = draw(500, seed=5)
+        b = sample("ddpm", denoiser, x_T, SamplerConfig(num_steps=steps, variance="posterior"), g2)
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", list(SAMPLERS))
+def test_same_seed_same_sample(name):
+    schedule = make_schedule("linear", 50)
+    denoiser = gaussian_denoiser(schedule, MU, S)
+    outs = []
+    for _ in range(2):
+        x_T, g = draw(64, seed=9)
+        outs.append(sample(name, denoiser, x_T, SamplerConfig(num_steps=20, eta=0.5), g))
+    assert torch.equal(outs[0], outs[1])
+
+
+@pytest.mark.parametrize("name", list(SAMPLERS))
+def test_records_walk_the_timesteps(name):
+    schedule = make_schedule("linear", 100)
+    x_T, g = draw(4)
+    records = list(iterate(name, gaussian_denoiser(schedule, MU, S), x_T, SamplerConfig(num_steps=10), g))
+    assert [r.index for r in records] == list(range(10))
+    assert [r.t for r in records] == make_timesteps(100, 10, "trailing")
+    assert records[0].x_t is x_T
+    for before, after in zip(records[:-1], records[1:], strict=True):
+        assert after.x_t is before.x_prev
+
+
+def test_ddim_inversion_round_trip():
+    # Inverting data through the exact ODE must give the standardised noise, and sampling it back
+    # must recover the data (both to the first-order discretisation error at 500 steps).
+    schedule = make_schedule("linear", 1000)
+    denoiser = gaussian_denoiser(schedule, MU, S)
+    g = torch.Generator().manual_seed(6)
+    x0 = MU + S * torch.randn((2000, 1, 1, 1), generator=g, dtype=torch.float64)
+    config = SamplerConfig(num_steps=500)
+    records = list(ddim_invert(denoiser, x0, config))
+    x_T = records[-1].x_prev
+    assert [r.t for r in records] == make_timesteps(1000, 500, "trailing")[::-1]
+    abar = schedule.alpha_bars[-1]
+    expected_T = abar.sqrt() * MU + (abar * S**2 + 1 - abar).sqrt() * (x0 - MU) / S
+    assert (x_T - expected_T).abs().max().item() < 2e-2
+    back = sample("ddim", denoiser, x_T, config, g)
+    assert (back - x0).abs().max().item() < 2e-2
+
+
+def test_sampler_argument_errors():
+    schedule = make_schedule("linear", 100)
+    denoiser = gaussian_denoiser(schedule, MU, S)
+    x_T, g = draw(2)
+    with pytest.raises(ValueError, match="unknown sampler 'euler'"):
+        sample("euler", denoiser, x_T, SamplerConfig(), g)
+    with pytest.raises(ValueError, match="num_steps must be between 1 and T=100, got 101"):
+        sample("ddim", denoiser, x_T, SamplerConfig(num_steps=101), g)
+    with pytest.raises(ValueError, match="num_steps must be a positive integer, got 0"):
+        SamplerConfig(num_steps=0)
+    with pytest.raises(ValueError, match="eta must be >= 0, got -0.5"):
+        SamplerConfig(eta=-0.5)
+    with pytest.raises(ValueError, match="unknown timestep spacing 'even'"):
+        SamplerConfig(spacing="even")
+    with pytest.raises(ValueError, match="unknown prediction 'score'"):
+        Denoiser(lambda x, t: x, schedule, "score")
+
+
+def test_clip_x0_bounds_the_prediction():
+    schedule = make_schedule("linear", 100)
+    denoiser = gaussian_denoiser(schedule, 3.0, 0.1)  # data far outside [-1, 1]
+    x_T, g = draw(16)
+    records = list(iterate("ddim", denoiser, x_T, SamplerConfig(num_steps=10, clip_x0=True), g))
+    assert all(r.x0_hat.abs().max() <= 1.0 for r in records)
+    assert records[-1].x_prev.abs().max() <= 1.0 + 1e-12
