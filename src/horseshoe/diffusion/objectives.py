@@ -25,26 +25,29 @@ def min_snr_weight(snr: torch.Tensor, gamma: float, prediction: str) -> torch.Te
     return clipped / (snr + 1.0)
 
 
-def training_loss(
+def draw_noise(
+    schedule: NoiseSchedule, shape: tuple[int, ...], generator: torch.Generator, dtype: torch.dtype = torch.float32
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """t ~ Uniform{0..T-1} per example and eps ~ N(0, I), drawn from generator (on its device)."""
+    t = torch.randint(0, schedule.num_steps, (shape[0],), generator=generator, device=generator.device)
+    eps = torch.randn(shape, generator=generator, device=generator.device, dtype=dtype)
+    return t, eps
+
+
+def loss_from_noise(
     network: Network,
     schedule: NoiseSchedule,
     x0: torch.Tensor,
-    generator: torch.Generator,
+    t: torch.Tensor,
+    eps: torch.Tensor,
     prediction: str = "eps",
     min_snr_gamma: float | None = None,
 ) -> torch.Tensor:
-    """Mean over the batch of || target - network(x_t, t) ||^2 per pixel (Ho et al. Eq. 14, 'L_simple').
-
-    t ~ Uniform{0..T-1} and eps ~ N(0, I) are drawn from ``generator`` (which must live on x0's device),
-    so the same generator state gives the same loss.
-    """
+    """Mean over the batch of || target - network(x_t, t) ||^2 per pixel (Ho et al. Eq. 14, 'L_simple')."""
     if prediction not in OBJECTIVES:
         raise ValueError(f"unknown prediction target {prediction!r}; choose one of {', '.join(OBJECTIVES)}")
     if min_snr_gamma is not None and min_snr_gamma <= 0:
         raise ValueError(f"min_snr_gamma must be > 0, got {min_snr_gamma}")
-    batch = x0.shape[0]
-    t = torch.randint(0, schedule.num_steps, (batch,), generator=generator, device=x0.device)
-    eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
     x_t = process.q_sample(schedule, x0, t, eps)
     if prediction == "eps":
         target = eps
@@ -59,3 +62,16 @@ def training_loss(
         snr = schedule.snr().to(x0.device)[t].to(dtype)
         per_example = per_example * min_snr_weight(snr, min_snr_gamma, prediction)
     return per_example.mean()
+
+
+def training_loss(
+    network: Network,
+    schedule: NoiseSchedule,
+    x0: torch.Tensor,
+    generator: torch.Generator,
+    prediction: str = "eps",
+    min_snr_gamma: float | None = None,
+) -> torch.Tensor:
+    """The loss at a random t and eps drawn from ``generator`` (which must live on x0's device)."""
+    t, eps = draw_noise(schedule, tuple(x0.shape), generator, x0.dtype)
+    return loss_from_noise(network, schedule, x0, t, eps, prediction, min_snr_gamma)

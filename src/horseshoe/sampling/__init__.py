@@ -59,7 +59,35 @@ def sample(
     return last.x_prev
 
 
+def generate(
+    sampler: str,
+    denoiser: Denoiser,
+    count: int,
+    image_shape: tuple[int, int, int],
+    config: SamplerConfig,
+    seed: int = 0,
+    batch_size: int = 64,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """Draw `count` images (C, H, W) in batches: float32 on the CPU, in [-1, 1] if clip_x0.
+
+    x_T for all images comes from one CPU generator seeded with `seed` (the same noise on every
+    device); per-step noise from a per-batch generator, so a seed and batch size reproduce a sample.
+    Run it under the model's autocast context for mixed precision.
+    """
+    if count <= 0 or batch_size <= 0:
+        raise ValueError(f"count and batch size must be positive, got {count} and {batch_size}")
+    device = torch.device(device)
+    x_T = initial_noise((count, *image_shape), torch.Generator().manual_seed(seed))
+    out = []
+    for start in range(0, count, batch_size):
+        g = torch.Generator(device).manual_seed(seed + 1 + start)
+        out.append(sample(sampler, denoiser, x_T[start:start + batch_size].to(device), config, g).float().cpu())
+    return torch.cat(out)
+
+
 __all__ = [
+    "generate",
     "SAMPLERS",
     "SamplerConfig",
     "StepRecord",

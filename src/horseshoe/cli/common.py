@@ -1,0 +1,73 @@
+"""Options and helpers shared by several commands."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from horseshoe.config import Config, build_config
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Show defaults, keep the examples' line breaks."""
+
+
+def add_command(subparsers, name: str, help: str, example: str) -> argparse.ArgumentParser:
+    """A subcommand whose --help shows defaults and an example."""
+    return subparsers.add_parser(name, help=help, description=f"{help}\n\nexample:\n  {example}",
+                                 formatter_class=HelpFormatter)
+
+
+def add_config_options(parser: argparse.ArgumentParser, data: bool = True) -> None:
+    """--config FILE.toml, --set section.key=value (repeatable) and --data DIR."""
+    parser.add_argument("--config", metavar="FILE.toml", help="config file applied over the defaults")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override one config value, e.g. --set train.batch_size=16 (repeatable)")
+    if data:
+        parser.add_argument("--data", metavar="DIR", help="folder of images to train on (default: built-in horseshoes)")
+
+
+def config_from_args(args: argparse.Namespace, base: Config | None = None) -> Config:
+    """Defaults, then --config, then --data, then --set."""
+    overrides = list(args.overrides)
+    if getattr(args, "data", None):
+        overrides.insert(0, f"data.path={str(Path(args.data))!r}")
+    return build_config(args.config, overrides, base)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer > 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def output_dir(path: str | Path) -> Path:
+    """A directory to write into, created if needed; a one-line error if it is a file or not writable."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"output path {str(path)!r} is a file, not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise PermissionError(f"cannot create output directory {str(path)!r}: {error.strerror}") from None
+    probe = path / ".horseshoe-write-test"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise PermissionError(f"output directory {str(path)!r} is not writable: {error.strerror}") from None
+    return path
+
+
+def output_file(path: str | Path) -> Path:
+    """A file path to write, its folder created; an error if it names a directory."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"output path {str(path)!r} is a directory, not a file")
+    output_dir(path.parent if str(path.parent) else ".")
+    return path

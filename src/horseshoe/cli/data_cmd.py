@@ -1,0 +1,62 @@
+"""`horseshoe data preview` and `horseshoe data export`."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import numpy as np
+
+from horseshoe.cli.common import (
+    add_command,
+    add_config_options,
+    config_from_args,
+    output_dir,
+    output_file,
+    positive_int,
+)
+from horseshoe.data import build_dataset
+from horseshoe.viz.grid import display_scale, make_grid, save_png
+
+
+def register(subparsers) -> None:
+    data = subparsers.add_parser("data", help="look at the training data: preview grid, export as PNG files")
+    commands = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    preview = add_command(commands, "preview", "write a grid PNG of the dataset",
+                          "horseshoe data preview --count 64 --out preview.png")
+    preview.add_argument("--count", type=positive_int, default=64, help="images in the grid")
+    preview.add_argument("--out", default="data-preview.png", help="PNG file to write")
+    add_config_options(preview)
+    preview.set_defaults(run=run_preview)
+    export = add_command(commands, "export", "write the dataset's images as PNG files",
+                         "horseshoe data export --count 500 horseshoes/")
+    export.add_argument("--count", type=positive_int, default=100, help="how many images")
+    export.add_argument("dir", help="folder to write 000000.png, 000001.png, ... into")
+    add_config_options(export)
+    export.set_defaults(run=run_export)
+
+
+def _first(args: argparse.Namespace) -> np.ndarray:
+    """The first --count images of the configured dataset."""
+    data = config_from_args(args).data
+    if data.path is None and data.count is not None:
+        data = dataclasses.replace(data, count=min(args.count, data.count))  # render only what is shown
+    dataset = build_dataset(data)
+    n = args.count if getattr(dataset, "endless", False) else min(args.count, len(dataset))
+    return dataset.get_batch(np.arange(n))
+
+
+def run_preview(args: argparse.Namespace) -> int:
+    images = _first(args)
+    path = save_png(make_grid(images), output_file(args.out), scale=display_scale(images.shape[1]))
+    print(f"wrote a grid of {len(images)} images to {path}")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    images = _first(args)
+    folder = output_dir(args.dir)
+    for i, image in enumerate(images):
+        save_png(image, folder / f"{i:06d}.png")
+    print(f"wrote {len(images)} PNG files to {folder}")
+    return 0

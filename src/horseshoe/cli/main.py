@@ -1,0 +1,51 @@
+"""Assemble the subcommands, run one, and turn user errors into one line and a non-zero exit."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import horseshoe
+from horseshoe.cli import data_cmd, train_cmd
+from horseshoe.training.trainer import NonFiniteLoss
+
+COMMANDS = (train_cmd, data_cmd)
+USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="horseshoe",
+        description="Train image diffusion models on a folder of images (or built-in horseshoes) and sample them.",
+    )
+    parser.add_argument("--version", action="version", version=f"horseshoe {horseshoe.__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in COMMANDS:
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(args.run(args) or 0)
+    except USER_ERRORS as error:
+        print(f"horseshoe: error: {error}", file=sys.stderr)
+        return 2
+    except NonFiniteLoss as error:
+        print(f"horseshoe: error: {error}", file=sys.stderr)
+        return 3
+    except OSError as error:  # disk full, I/O errors: the message says what is intact
+        print(f"horseshoe: error: {error.strerror or error}", file=sys.stderr)
+        return 4
+    except KeyboardInterrupt:  # a second Ctrl-C: stop at once; the last checkpoint is intact
+        print("horseshoe: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

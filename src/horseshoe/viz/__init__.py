@@ -1,0 +1,1 @@
+"""Pictures: image grids, GIFs of sampling, and plots."""

@@ -1,0 +1,55 @@
+"""Line plots: the loss curve of a run and the noise schedules. matplotlib is imported when drawing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display needed
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def smooth(values: np.ndarray, window: int) -> np.ndarray:
+    """Trailing moving average (the first points average what they have)."""
+    if window <= 1 or len(values) < 2:
+        return values
+    cumulative = np.cumsum(np.insert(values, 0, 0.0))
+    idx = np.arange(1, len(values) + 1)
+    lo = np.maximum(idx - window, 0)
+    return (cumulative[idx] - cumulative[lo]) / (idx - lo)
+
+
+def plot_loss(records: list[dict[str, Any]], path: str | Path, title: str = "training loss") -> Path:
+    """Loss against step (raw and smoothed, log scale), with any evaluated quality on a second axis."""
+    plt = _pyplot()
+    steps = np.array([r["step"] for r in records if "loss" in r])
+    loss = np.array([r["loss"] for r in records if "loss" in r])
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    if len(steps):
+        ax.plot(steps, loss, color="#9bb7d4", lw=1, label="loss")
+        ax.plot(steps, smooth(loss, max(1, len(loss) // 20)), color="#1f4e79", lw=2, label="smoothed")
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    quality = [(r["step"], r["swd"]) for r in records if "swd" in r]
+    if quality:
+        ax2 = ax.twinx()
+        ax2.plot(*zip(*quality, strict=True), "o-", color="#c0504d", label="SWD x1e3 (eval)")
+        ax2.set_ylabel("sliced Wasserstein distance x1e3", color="#c0504d")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,175 @@
+import errno
+import math
+
+import pytest
+import torch
+from training_helpers import tiny_config
+
+from horseshoe.runs import load_run
+from horseshoe.training import checkpoint
+from horseshoe.training.ema import EMA
+from horseshoe.training.trainer import NonFiniteLoss, Trainer, learning_rate
+
+
+def train(run_dir, *extra, resume=None):
+    trainer = Trainer(tiny_config(*extra), run_dir, progress=False)
+    if resume:
+        trainer.resume(resume)
+    trainer.fit()
+    return trainer
+
+
+def same_weights(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    return all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_resume_is_bit_identical(tmp_path, precision):
+    # N steps + save + resume + N steps == 2N steps, bit for bit (dropout and augmentation on).
+    straight = train(tmp_path / "a", "train.steps=6", f"train.precision={precision!r}")
+    train(tmp_path / "b", "train.steps=3", f"train.precision={precision!r}")
+    resumed = train(tmp_path / "b", "train.steps=6", f"train.precision={precision!r}", resume=tmp_path / "b")
+    assert same_weights(straight.model, resumed.model)
+    assert same_weights(straight.ema.model, resumed.ema.model)
+    assert straight.loader.position == resumed.loader.position
+
+
+def test_gradient_accumulation_matches_the_full_batch(tmp_path):
+    # Same data, augmentation and noise either way; only the order of float sums differs, so the
+    # weights agree to float32 rounding amplified over a few Adam steps (measured < 1e-6).
+    full = train(tmp_path / "a", "train.steps=4", "model.dropout=0.0")
+    accum = train(tmp_path / "b", "train.steps=4", "model.dropout=0.0", "train.grad_accum=4")
+    for p, q in zip(full.model.parameters(), accum.model.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-5)
+
+
+def test_ema_half_life_is_in_images():
+    # A parameter jumps from 0 to 1; after `half_life` images its EMA is 0.5 at any batch size.
+    for batch in (16, 64):
+        model = torch.nn.Linear(1, 1, bias=False)
+        torch.nn.init.zeros_(model.weight)
+        ema = EMA(model, half_life_images=640, warmup_ratio=0.0)
+        torch.nn.init.ones_(model.weight)
+        for step in range(640 // batch):
+            ema.update(model, batch, (step + 1) * batch)
+        assert ema.model.weight.item() == pytest.approx(0.5, rel=1e-9)
+    # Warm-up caps the half-life at warmup_ratio * images seen.
+    ema = EMA(torch.nn.Linear(1, 1), half_life_images=1e6, warmup_ratio=0.05)
+    assert ema.beta(64, 6400) == pytest.approx(0.5 ** (64 / 320))
+
+
+def test_learning_rate_schedule():
+    assert learning_rate(0, 1.0, 10, 100, "constant") == pytest.approx(0.1)
+    assert learning_rate(9, 1.0, 10, 100, "constant") == pytest.approx(1.0)
+    assert learning_rate(50, 1.0, 10, 100, "constant") == 1.0
+    assert learning_rate(10, 1.0, 10, 100, "cosine") == pytest.approx(1.0)
+    assert learning_rate(55, 1.0, 10, 100, "cosine") == pytest.approx(0.5)
+    assert learning_rate(100, 1.0, 10, 100, "cosine") == pytest.approx(0.0, abs=1e-12)
+
+
+def test_checkpoint_holds_no_pickle_and_rebuilds_from_config(tmp_path):
+    trainer = train(tmp_path, "train.steps=2")
+    path = checkpoint.latest(tmp_path)
+    assert sorted(p.name for p in path.iterdir()) == ["config.json", "ema.safetensors", "model.safetensors",
+                                                      "optimizer.safetensors", "rng.safetensors", "state.json"]
+    run = load_run(tmp_path, device="cpu")  # the model comes from the saved config alone
+    x, t = torch.randn(2, 1, 16, 16), torch.tensor([3, 700])
+    torch.testing.assert_close(run.model(x, t), trainer.ema.model.eval()(x, t))
+    assert run.step == 2
+
+
+def test_keep_last_k_and_latest_pointer(tmp_path):
+    train(tmp_path, "train.steps=5", "train.checkpoint_every=1", "train.keep_checkpoints=2")
+    names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir() if p.is_dir())
+    assert names == ["step-00000004", "step-00000005"]
+    assert checkpoint.latest(tmp_path).name == "step-00000005"
+
+
+def test_crash_during_save_leaves_last_checkpoint_loadable(tmp_path, monkeypatch):
+    trainer = train(tmp_path, "train.steps=2")
+    good = checkpoint.latest(tmp_path)
+    real_save = checkpoint.save_file
+    calls = []
+
+    def dies_midway(tensors, path):  # the process dies after writing some of the files
+        calls.append(path)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        real_save(tensors, path)
+
+    monkeypatch.setattr(checkpoint, "save_file", dies_midway)
+    trainer.step += 1
+    with pytest.raises(KeyboardInterrupt):
+        trainer.save()
+    monkeypatch.undo()
+    assert checkpoint.latest(tmp_path) == good
+    checkpoint.load(good)  # complete and loadable
+    trainer.step += 1
+    trainer.save()  # the next save clears the half-written temporary
+    assert not list((tmp_path / "checkpoints").glob(".tmp-*"))
+
+
+def test_disk_full_says_so_and_keeps_previous(tmp_path, monkeypatch):
+    trainer = train(tmp_path, "train.steps=2")
+    good = checkpoint.latest(tmp_path)
+
+    def full(tensors, path):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint, "save_file", full)
+    trainer.step += 1
+    with pytest.raises(OSError, match=r"disk full while saving checkpoint .*step-00000003'; the previous "
+                                      r"checkpoint '.*step-00000002' is intact"):
+        trainer.save()
+    assert checkpoint.latest(tmp_path) == good and not list((tmp_path / "checkpoints").glob(".tmp-*"))
+
+
+def test_nonfinite_loss_stops_with_step_and_checkpoint(tmp_path):
+    trainer = Trainer(tiny_config("train.steps=6", "train.checkpoint_every=2"), tmp_path, progress=False)
+    model = trainer.network
+    trainer.network = lambda x, t: model(x, t) * (math.nan if trainer.step >= 3 else 1.0)
+    with pytest.raises(NonFiniteLoss, match=r"loss became nan at step 4; the last good checkpoint is "
+                                            r"'.*step-00000002'"):
+        trainer.fit()
+
+
+def test_nonfinite_steps_can_be_skipped(tmp_path):
+    trainer = Trainer(tiny_config("train.steps=4", "train.skip_nonfinite=true"), tmp_path, progress=False)
+    model, calls = trainer.network, []
+
+    def flaky(x, t):
+        calls.append(1)
+        return model(x, t) * (math.inf if len(calls) in (2, 3) else 1.0)
+
+    trainer.network = flaky
+    result = trainer.fit()
+    assert result.step == 4 and result.nonfinite_skipped == 2
+
+
+def test_batch_larger_than_dataset_repeats_the_data(tmp_path):
+    result = Trainer(tiny_config("train.steps=2", "data.count=3"), tmp_path, progress=False).fit()
+    assert result.step == 2
+
+
+def test_epoch_budget(tmp_path):
+    trainer = Trainer(tiny_config("train.epochs=1.0"), tmp_path, progress=False)
+    assert trainer.total_steps() == 3  # 24 images / batch 8
+    with pytest.raises(ValueError, match="has no epochs"):
+        Trainer(tiny_config("train.epochs=1.0", "data.count=none"), tmp_path, progress=False).total_steps()
+
+
+def test_resume_rejects_another_model_and_corrupt_files(tmp_path):
+    train(tmp_path, "train.steps=2")
+    other = Trainer(tiny_config("train.steps=4", "model.base_channels=32"), tmp_path / "x", progress=False)
+    with pytest.raises(ValueError, match="different config: model.base_channels is 16 there and 32 now"):
+        other.resume(tmp_path)
+    path = checkpoint.latest(tmp_path)
+    data = (path / "model.safetensors").read_bytes()
+    (path / "model.safetensors").write_bytes(data[: len(data) // 2])
+    same = Trainer(tiny_config("train.steps=4"), tmp_path / "y", progress=False)
+    with pytest.raises(ValueError, match=r"checkpoint '.*step-00000002' is corrupt or incomplete: model.safetensors"):
+        same.resume(tmp_path)
+    (path / "state.json").unlink()
+    with pytest.raises(FileNotFoundError, match="holds no checkpoints/latest|is not a checkpoint"):
+        checkpoint.resolve(path)
