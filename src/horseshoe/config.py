@@ -40,6 +40,7 @@ class ModelConfig:
     dropout: float = 0.0
     norm_groups: int = 32
     head_channels: int = 64
+    patch_size: int = 1
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,11 @@ class DiffusionConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """The optimisation: budget, AdamW, schedule, EMA, precision, logging and checkpoints."""
+    """The optimisation: budget, AdamW, schedule, EMA, precision, logging and checkpoints.
+
+    steps or epochs is the budget; max_minutes, if set, also stops training (with a checkpoint) once
+    that much wall time has passed, for jobs that must end in time on slower machines.
+    """
 
     steps: int | None = 10_000
     epochs: float | None = None
@@ -89,6 +94,7 @@ class TrainConfig:
     keep_checkpoints: int = 3
     skip_nonfinite: bool = False
     eval_every: int = 0
+    max_minutes: float | None = None
 
     def __post_init__(self) -> None:
         if (self.steps is None) == (self.epochs is None):
@@ -114,6 +120,8 @@ class TrainConfig:
             raise ValueError(f"train.device must be one of {', '.join(DEVICES)} or cuda:N, got {self.device!r}")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ValueError(f"train.grad_clip must be > 0 (or omitted), got {self.grad_clip}")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise ValueError(f"train.max_minutes must be positive (or omitted), got {self.max_minutes}")
         if not 0 <= self.ema_warmup_ratio < 1:
             raise ValueError(f"train.ema_warmup_ratio must be in [0, 1), got {self.ema_warmup_ratio}")
 
@@ -164,19 +172,20 @@ class Config:
         m, d = self.model, self.data
         levels = []
         for res in m.attention_resolutions:
-            matches = [lvl for lvl in range(len(m.channel_mults)) if min(d.height, d.width) // 2**lvl == res]
+            side = min(d.height, d.width) // m.patch_size
+            matches = [lvl for lvl in range(len(m.channel_mults)) if side // 2**lvl == res]
             if not matches:
-                sizes = [min(d.height, d.width) // 2**lvl for lvl in range(len(m.channel_mults))]
+                sizes = [side // 2**lvl for lvl in range(len(m.channel_mults))]
                 raise ValueError(f"model.attention_resolutions: {res} is not a feature-map size of this U-Net "
                                  f"(sizes {sizes} for {d.height}x{d.width} images)")
             levels.append(matches[0])
         unet = UNetConfig(in_channels=d.channels, out_channels=d.channels, base_channels=m.base_channels,
                           channel_mults=tuple(m.channel_mults), num_res_blocks=m.num_res_blocks,
                           attention_levels=tuple(levels), dropout=m.dropout, norm_groups=m.norm_groups,
-                          head_channels=m.head_channels)
+                          head_channels=m.head_channels, patch_size=m.patch_size)
         if d.height % unet.size_divisor or d.width % unet.size_divisor:
             raise ValueError(f"data.image_size {d.height}x{d.width} is not divisible by {unet.size_divisor} "
-                             f"(2^(levels-1) for {len(m.channel_mults)} levels of model.channel_mults)")
+                             f"(model.patch_size x 2^(levels-1) for {len(m.channel_mults)} levels)")
         return unet
 
     def to_dict(self) -> dict[str, Any]:

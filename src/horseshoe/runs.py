@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from horseshoe.config import Config
 from horseshoe.diffusion import Denoiser, make_schedule
 from horseshoe.models import UNet
 from horseshoe.runtime import autocast, pick_device, resolve_precision
+from horseshoe.sampling import SamplerConfig, StepRecord, generate, get_sampler, initial_noise, iterate
 from horseshoe.training import checkpoint
 
 WEIGHTS = ("ema", "model")
@@ -24,7 +26,7 @@ def build_model(config: Config) -> UNet:
 
 @dataclass
 class LoadedRun:
-    """A trained model ready to sample: config, network, denoiser, where it came from."""
+    """A trained model ready to sample: config, network, denoiser (at the run's precision), its origin."""
 
     config: Config
     model: UNet
@@ -34,9 +36,46 @@ class LoadedRun:
     device: torch.device
     precision: str
 
-    def autocast(self):
-        """The run's precision for inference (bf16 where fast, as in training)."""
-        return autocast(self.device, self.precision)
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of the images the run makes."""
+        d = self.config.data
+        return d.channels, d.height, d.width
+
+    def sampler(self, name: str | None = None, steps: int | None = None, eta: float | None = None,
+                spacing: str | None = None) -> tuple[str, SamplerConfig]:
+        """A sampler name and options: the given ones over the run's sample section (ddpm: all T steps)."""
+        sc = self.config.sample
+        name = name or sc.sampler
+        get_sampler(name)  # a one-line error for unknown names
+        if steps is None:
+            steps = self.denoiser.schedule.num_steps if name == "ddpm" else sc.steps
+        config = SamplerConfig(num_steps=steps, spacing=spacing or sc.spacing, eta=sc.eta if eta is None else eta,
+                               clip_x0=sc.clip_x0, variance=sc.ddpm_variance)
+        return name, config
+
+    def generate(self, name: str, config: SamplerConfig, count: int, seed: int = 0, batch_size: int = 64):
+        """`count` final samples, float32 on the CPU (see horseshoe.sampling.generate)."""
+        return generate(name, self.denoiser, count, self.image_shape, config, seed, batch_size, self.device)
+
+    def records(self, name: str, config: SamplerConfig, count: int, seed: int = 0,
+                x_T: torch.Tensor | None = None) -> Iterator[StepRecord]:
+        """The step records of sampling `count` images in one batch (the same noise as `generate`)."""
+        if x_T is None:
+            x_T = initial_noise((count, *self.image_shape), torch.Generator().manual_seed(seed))
+        generator = torch.Generator(self.device).manual_seed(seed + 1)
+        return iterate(name, self.denoiser, x_T.to(self.device), config, generator)
+
+
+
+def with_precision(model: torch.nn.Module, device: torch.device, precision: str):
+    """The network as a function that runs under the given precision (bf16 autocast or fp32)."""
+
+    def network(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        with autocast(device, precision):
+            return model(x_t, t)
+
+    return network
 
 
 def load_run(path: str | Path, weights: str = "ema", device: str = "auto", precision: str = "auto") -> LoadedRun:
@@ -58,6 +97,7 @@ def load_run(path: str | Path, weights: str = "ema", device: str = "auto", preci
     dev = pick_device(device)
     model = model.to(dev).eval().requires_grad_(False)
     schedule = make_schedule(config.diffusion.schedule, config.diffusion.num_steps)
-    denoiser = Denoiser(model, schedule, config.diffusion.prediction)
+    precision = resolve_precision(precision, dev)
+    denoiser = Denoiser(with_precision(model, dev, precision), schedule, config.diffusion.prediction)
     return LoadedRun(config=config, model=model, denoiser=denoiser, checkpoint=found,
-                     step=int(data.state.get("step", 0)), device=dev, precision=resolve_precision(precision, dev))
+                     step=int(data.state.get("step", 0)), device=dev, precision=precision)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import NoReturn
 
 from horseshoe.config import Config, build_config
 
@@ -12,10 +13,31 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
     """Show defaults, keep the examples' line breaks."""
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line ('horseshoe CMD: error: ...') with exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def add_command(subparsers, name: str, help: str, example: str) -> argparse.ArgumentParser:
     """A subcommand whose --help shows defaults and an example."""
     return subparsers.add_parser(name, help=help, description=f"{help}\n\nexample:\n  {example}",
                                  formatter_class=HelpFormatter)
+
+
+def add_sampler_options(parser: argparse.ArgumentParser, steps_help: str = "the run's sample.steps") -> None:
+    """--sampler, --steps, --eta, --spacing, --seed, --weights, --device, --batch-size."""
+    from horseshoe.sampling import SAMPLERS
+
+    parser.add_argument("--sampler", help=f"one of {', '.join(SAMPLERS)} (default: the run's sample.sampler)")
+    parser.add_argument("--steps", type=positive_int, help=f"network evaluations (default: {steps_help})")
+    parser.add_argument("--eta", type=float, help="DDIM noise scale, 0 = deterministic (default: the run's sample.eta)")
+    parser.add_argument("--spacing", help="timestep spacing: trailing, leading or linspace (default: the run's)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the initial noise")
+    parser.add_argument("--weights", default="ema", help="'ema' (averaged) or 'model' (raw) weights")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="images per network call (memory)")
 
 
 def add_config_options(parser: argparse.ArgumentParser, data: bool = True) -> None:

@@ -27,13 +27,13 @@ def register(subparsers) -> None:
     preview.add_argument("--count", type=positive_int, default=64, help="images in the grid")
     preview.add_argument("--out", default="data-preview.png", help="PNG file to write")
     add_config_options(preview)
-    preview.set_defaults(run=run_preview)
+    preview.set_defaults(run_command=run_preview)
     export = add_command(commands, "export", "write the dataset's images as PNG files",
                          "horseshoe data export --count 500 horseshoes/")
     export.add_argument("--count", type=positive_int, default=100, help="how many images")
     export.add_argument("dir", help="folder to write 000000.png, 000001.png, ... into")
     add_config_options(export)
-    export.set_defaults(run=run_export)
+    export.set_defaults(run_command=run_export)
 
 
 def _first(args: argparse.Namespace) -> np.ndarray:

@@ -6,20 +6,21 @@ import argparse
 import sys
 
 import horseshoe
-from horseshoe.cli import data_cmd, train_cmd
+from horseshoe.cli import data_cmd, demo_cmd, pictures_cmd, sample_cmd, train_cmd
+from horseshoe.cli.common import Parser
 from horseshoe.training.trainer import NonFiniteLoss
 
-COMMANDS = (train_cmd, data_cmd)
+COMMANDS = (demo_cmd, train_cmd, sample_cmd, pictures_cmd, data_cmd)
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="horseshoe",
         description="Train image diffusion models on a folder of images (or built-in horseshoes) and sample them.",
     )
     parser.add_argument("--version", action="version", version=f"horseshoe {horseshoe.__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for module in COMMANDS:
         module.register(subparsers)
     return parser
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return int(args.run(args) or 0)
+        return int(args.run_command(args) or 0)
     except USER_ERRORS as error:
         print(f"horseshoe: error: {error}", file=sys.stderr)
         return 2

@@ -24,7 +24,7 @@ def register(subparsers) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the network (slow to start, faster after)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_config_options(p)
-    p.set_defaults(run=run)
+    p.set_defaults(run_command=run)
 
 
 def _config(args: argparse.Namespace, base: Config | None) -> Config:
@@ -71,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
         if trainer.world.is_main:
             plot_loss(read_metrics(out), out / "loss.png")
             trainer.sample_grid(out / "samples.png")
-            how = "stopped by signal" if result.interrupted else "done"
+            how = {"signal": "stopped by signal", "time": "stopped at train.max_minutes", "budget": "done"}[
+                result.stop_reason]
             print(f"{how}: {result.step} steps, {result.images_per_sec:.0f} images/s, last loss {result.loss:.4f}")
             print(f"checkpoint: {result.checkpoint}")
             print(f"samples: {out / 'samples.png'}   loss curve: {out / 'loss.png'}")

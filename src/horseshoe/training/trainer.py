@@ -40,6 +40,7 @@ class TrainResult:
     seconds: float
     interrupted: bool
     nonfinite_skipped: int
+    stop_reason: str  # 'budget', 'signal' or 'time'
 
 
 def learning_rate(step: int, base: float, warmup: int, total: int, schedule: str) -> float:
@@ -213,7 +214,7 @@ class Trainer:
         with autocast(self.device, self.precision):
             images = generate(sc.sampler, denoiser, min(count, sc.count), (d.channels, d.height, d.width),
                               sampler_config, seed=sc.seed, device=self.device)
-        return save_png(make_grid(to_uint8(images)), path, scale=display_scale(d.height))
+        return save_png(make_grid(to_uint8(images), scale=display_scale(d.height)), path)
 
     # ---- the loop ------------------------------------------------------------------------------
 
@@ -252,7 +253,7 @@ class Trainer:
         bar = tqdm(total=total, initial=self.step, disable=not (main and self.progress), unit="step",
                    dynamic_ncols=True)
         start, window_start, window_losses = time.perf_counter(), time.perf_counter(), []
-        start_step, saved_at, last = self.step, None, {"loss": float("nan")}
+        start_step, saved_at, last, stop_reason = self.step, None, {"loss": float("nan")}, "budget"
         self.model.train()
         try:
             with self._signals():
@@ -277,12 +278,17 @@ class Trainer:
                     if tc.checkpoint_every and self.step % tc.checkpoint_every == 0:
                         self.save()
                         saved_at = self.step
-                    if distributed.any_true(self._stop_signal is not None, self.world, self.device):
+                    out_of_time = tc.max_minutes is not None and time.perf_counter() - start > 60 * tc.max_minutes
+                    if out_of_time and stop_reason == "budget":
+                        stop_reason = "time"
+                    if distributed.any_true(self._stop_signal is not None or out_of_time, self.world, self.device):
                         break
             path = self.save() if saved_at != self.step else checkpoint.latest(self.run_dir)
+            if self._stop_signal is not None:
+                stop_reason = "signal"
             if log:
-                log.write({"event": "stop" if self._stop_signal else "end", "step": self.step,
-                           "nonfinite_skipped": self.nonfinite_skipped})
+                log.write({"event": "end", "reason": stop_reason, "step": self.step,
+                           "nonfinite_skipped": self.nonfinite_skipped, "seconds": time.perf_counter() - start})
         finally:
             bar.close()
             if log:
@@ -291,7 +297,18 @@ class Trainer:
         return TrainResult(run_dir=self.run_dir, step=self.step, checkpoint=path, loss=last["loss"],
                            images_per_sec=(self.step - start_step) * tc.batch_size / max(seconds, 1e-9),
                            seconds=seconds, interrupted=self._stop_signal is not None,
-                           nonfinite_skipped=self.nonfinite_skipped)
+                           nonfinite_skipped=self.nonfinite_skipped, stop_reason=stop_reason)
 
     def close(self) -> None:
         distributed.shutdown(self.world)
+
+
+def train(config: Config, out: str | Path, resume: str | Path | None = None, progress: bool = True) -> TrainResult:
+    """Train `config` into run directory `out` (resuming from a run or checkpoint if given)."""
+    trainer = Trainer(config, out, progress=progress)
+    try:
+        if resume is not None:
+            trainer.resume(resume)
+        return trainer.fit()
+    finally:
+        trainer.close()

@@ -9,8 +9,11 @@ import numpy as np
 from PIL import Image
 
 
-def make_grid(images: np.ndarray, columns: int | None = None, padding: int = 2, pad_value: int = 64) -> np.ndarray:
-    """uint8 (N, H, W, C) -> one uint8 (rows*(H+p)+p, cols*(W+p)+p, C) picture, filled row by row."""
+def make_grid(images: np.ndarray, columns: int | None = None, padding: int = 2, pad_value: int = 64,
+              scale: int = 1) -> np.ndarray:
+    """uint8 (N, H, W, C) -> one uint8 picture, filled row by row; cells enlarged `scale` times (sharp pixels)."""
+    if scale > 1:
+        images = images.repeat(scale, axis=1).repeat(scale, axis=2)
     n, h, w, c = images.shape
     columns = columns or math.ceil(math.sqrt(n))
     rows = math.ceil(n / columns)
@@ -42,3 +45,15 @@ def save_png(array: np.ndarray, path: str | Path, scale: int = 1) -> Path:
 def display_scale(height: int, target: int = 96) -> int:
     """An integer enlargement that shows small images at a readable size (32 px -> x3)."""
     return max(1, round(target / height))
+
+
+def save_samples(images: np.ndarray, folder: str | Path, npz: bool = False) -> list[Path]:
+    """grid.png plus one PNG per image (000.png, 001.png, ...) and optionally samples.npz, in folder."""
+    folder = Path(folder)
+    paths = [save_png(make_grid(images, scale=display_scale(images.shape[1])), folder / "grid.png")]
+    width = max(3, len(str(len(images) - 1)))
+    paths += [save_png(image, folder / f"{i:0{width}d}.png") for i, image in enumerate(images)]
+    if npz:
+        np.savez_compressed(folder / "samples.npz", images=images)
+        paths.append(folder / "samples.npz")
+    return paths

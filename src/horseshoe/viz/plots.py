@@ -53,3 +53,26 @@ def plot_loss(records: list[dict[str, Any]], path: str | Path, title: str = "tra
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def plot_schedules(schedules: dict, path: str | Path) -> Path:
+    """alpha_bar_t and the signal-to-noise ratio (log scale) against t/T for each schedule."""
+    plt = _pyplot()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8), dpi=110)
+    for name, schedule in schedules.items():
+        t = np.arange(schedule.num_steps) / schedule.num_steps
+        ax1.plot(t, schedule.alpha_bars.numpy(), label=f"{name} (T={schedule.num_steps})")
+        ax2.plot(t, schedule.snr().numpy(), label=name)
+    ax1.set_title(r"$\bar\alpha_t$ (signal fraction)")
+    ax2.set_title(r"SNR $= \bar\alpha_t / (1 - \bar\alpha_t)$")
+    ax2.set_yscale("log")
+    for ax in (ax1, ax2):
+        ax.set_xlabel("t / T")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,42 @@
+"""`horseshoe demo`: the main job, from nothing to pictures of new horseshoes."""
+
+from __future__ import annotations
+
+import argparse
+
+from horseshoe.cli.common import add_command, output_dir
+
+
+def register(subparsers) -> None:
+    p = add_command(subparsers, "demo", "train on the built-in horseshoes (~5 min on 2 CPU cores) and draw "
+                    "samples, noising/denoising pictures, a GIF, the loss curve and index.html",
+                    "horseshoe demo --out runs/demo")
+    p.add_argument("--out", default="runs/demo", help="run directory; an earlier demo there is continued")
+    p.add_argument("--fresh", action="store_true", help="delete an earlier demo in --out and start over")
+    p.add_argument("--gallery", metavar="DIR", help="also copy the pictures into DIR (the README's docs/)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a value of the demo config (configs/demo.toml), e.g. --set train.steps=300")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run_command=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from horseshoe.demo import run_demo
+
+    output_dir(args.out)
+    result = run_demo(args.out, args.overrides, args.gallery, args.fresh, progress=not args.no_progress)
+    n = result.numbers
+    if n["steps trained by this call"]:
+        print(f"\ndemo done in {n['demo seconds (this call)']:.0f} s: {n['training steps']} training steps "
+              f"at {n['training images/s']:.0f} images/s on {n['device']} ({n['precision']})")
+    else:
+        print(f"\ndemo done in {n['demo seconds (this call)']:.0f} s: the run in {result.out} was already trained "
+              f"({n['training steps']} steps); pictures redrawn")
+    if "horseshoe rate (geometric check)" in n:
+        print(f"{n['horseshoe rate (geometric check)']:.0%} of the 64 samples pass the horseshoe check")
+    print(f"open {result.out / 'index.html'} to see everything:")
+    for path in result.pictures[:-1]:
+        print(f"  {path}")
+    if args.gallery:
+        print(f"pictures copied to {args.gallery}/")
+    return 0

@@ -1,0 +1,71 @@
+"""`horseshoe sample` and `horseshoe interpolate`."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+
+from horseshoe.cli.common import add_command, add_sampler_options, output_dir, output_file, positive_int
+from horseshoe.data.transforms import to_uint8
+from horseshoe.runs import load_run
+from horseshoe.sampling import SamplerConfig, initial_noise
+from horseshoe.viz.gif import save_gif
+from horseshoe.viz.grid import display_scale, make_grid, save_png, save_samples
+from horseshoe.viz.pictures import slerp
+
+
+def register(subparsers) -> None:
+    p = add_command(subparsers, "sample", "generate new images from a trained run (EMA weights by default)",
+                    "horseshoe sample runs/demo --count 64 --sampler ddim --steps 50 --seed 0 --out samples/")
+    p.add_argument("run", help="run directory (its latest checkpoint) or a checkpoint directory")
+    p.add_argument("--count", type=positive_int, default=64, help="how many images")
+    p.add_argument("--out", default="samples", help="folder for grid.png and 000.png, 001.png, ...")
+    p.add_argument("--npz", action="store_true", help="also write samples.npz (uint8 images, N x H x W x C)")
+    add_sampler_options(p)
+    p.set_defaults(run_command=run_sample)
+
+    p = add_command(subparsers, "interpolate", "spherical interpolation between two noise seeds, through DDIM",
+                    "horseshoe interpolate runs/demo --seeds 3 7 --count 10 --gif")
+    p.add_argument("run", help="run directory or checkpoint directory")
+    p.add_argument("--seeds", type=int, nargs=2, default=[0, 1], metavar=("A", "B"), help="the two noise seeds")
+    p.add_argument("--count", type=positive_int, default=10, help="images along the path, ends included")
+    p.add_argument("--steps", type=positive_int, default=50, help="deterministic DDIM steps")
+    p.add_argument("--gif", action="store_true", help="also write a back-and-forth GIF")
+    p.add_argument("--out", default="interpolation.png", help="PNG strip to write (the GIF goes beside it)")
+    p.add_argument("--weights", default="ema", help="'ema' or 'model' weights")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.set_defaults(run_command=run_interpolate)
+
+
+def run_sample(args: argparse.Namespace) -> int:
+    folder = output_dir(args.out)
+    run = load_run(args.run, weights=args.weights, device=args.device)
+    name, config = run.sampler(args.sampler, args.steps, args.eta, args.spacing)
+    images = to_uint8(run.generate(name, config, args.count, seed=args.seed, batch_size=args.batch_size))
+    save_samples(images, folder, npz=args.npz)
+    print(f"wrote {args.count} samples ({name}, {config.num_steps} steps, seed {args.seed}) from {run.checkpoint} "
+          f"to {folder}/ (grid.png, one PNG per image{', samples.npz' if args.npz else ''})")
+    return 0
+
+
+def run_interpolate(args: argparse.Namespace) -> int:
+    run = load_run(args.run, weights=args.weights, device=args.device)
+    if args.count < 2:
+        raise ValueError(f"--count must be at least 2 for an interpolation, got {args.count}")
+    shape = (1, *run.image_shape)
+    z0, z1 = (initial_noise(shape, torch.Generator().manual_seed(s)) for s in args.seeds)
+    x_T = torch.cat([slerp(z0, z1, a) for a in np.linspace(0, 1, args.count)])
+    config = SamplerConfig(num_steps=args.steps, eta=0.0, clip_x0=run.config.sample.clip_x0)
+    *_, last = run.records("ddim", config, args.count, x_T=x_T)
+    images = to_uint8(last.x_prev.float().cpu())
+    scale = display_scale(images.shape[1])
+    path = save_png(make_grid(images, columns=args.count, scale=scale), output_file(args.out))
+    print(f"wrote {path}")
+    if args.gif:
+        there_and_back = list(images) + list(images[-2:0:-1])  # endpoints once each: a seamless loop
+        frames = [make_grid(img[None], padding=0, scale=scale) for img in there_and_back]
+        gif = save_gif(frames, path.with_suffix(".gif"), fps=8, hold_seconds=0.0)
+        print(f"wrote {gif}")
+    return 0

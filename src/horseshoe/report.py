@@ -1,0 +1,69 @@
+"""The run's index.html: one page with its pictures, numbers and config.
+
+Each part of horseshoe that adds to the page (the demo, evaluate) writes a named section into
+RUN/report.json; the page is rendered from all sections, so a later command adds to it without
+erasing what an earlier one wrote.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+REPORT = "report.json"
+
+STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }
+h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2em; margin-top: 1.6em; }
+figure { display: inline-block; margin: 0.6em 1em 0.6em 0; vertical-align: top; }
+figure img { image-rendering: pixelated; border: 1px solid #ccc; max-width: 100%; }
+figcaption { font-size: 0.9em; color: #555; max-width: 520px; }
+table { border-collapse: collapse; } td, th { padding: 0.25em 0.8em; border-bottom: 1px solid #eee; text-align: left; }
+pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
+"""
+
+
+def figure(src: str, caption: str, width: int | None = None) -> str:
+    """An <img> with a caption; src is relative to the run directory."""
+    size = f' width="{width}"' if width else ""
+    return (f'<figure><a href="{html.escape(src)}"><img src="{html.escape(src)}"{size} alt="{html.escape(caption)}">'
+            f"</a><figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def table(rows: dict[str, Any]) -> str:
+    """A two-column table of names and values (floats to 4 significant digits)."""
+    def fmt(v: Any) -> str:
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    body = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(fmt(v))}</td></tr>" for k, v in rows.items())
+    return f"<table>{body}</table>"
+
+
+def preformatted(text: str) -> str:
+    return f"<pre>{html.escape(text, quote=False)}</pre>"
+
+
+def add_section(run_dir: str | Path, key: str, title: str, body_html: str, order: int = 50) -> Path:
+    """Add or replace section `key` of the run's page and re-render index.html."""
+    run_dir = Path(run_dir)
+    path = run_dir / REPORT
+    sections = json.loads(path.read_text()) if path.exists() else {}
+    sections[key] = {"title": title, "html": body_html, "order": order}
+    path.write_text(json.dumps(sections, indent=2))
+    return render(run_dir)
+
+
+def render(run_dir: str | Path) -> Path:
+    """Write RUN/index.html from RUN/report.json."""
+    run_dir = Path(run_dir)
+    sections = json.loads((run_dir / REPORT).read_text())
+    parts = [f"<h2>{html.escape(s['title'])}</h2>\n{s['html']}"
+             for s in sorted(sections.values(), key=lambda s: s["order"])]
+    page = (f"<!doctype html>\n<html><head><meta charset='utf-8'><title>horseshoe run {html.escape(run_dir.name)}"
+            f"</title><style>{STYLE}</style></head><body>\n<h1>horseshoe run: {html.escape(run_dir.name)}</h1>\n"
+            + "\n".join(parts) + "\n</body></html>\n")
+    out = run_dir / "index.html"
+    out.write_text(page)
+    return out
