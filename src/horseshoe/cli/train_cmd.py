@@ -22,6 +22,8 @@ def register(subparsers) -> None:
     p.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: train.device, auto)")
     p.add_argument("--precision", choices=["auto", "bf16", "fp32"], help="default: train.precision (auto)")
     p.add_argument("--compile", action="store_true", help="torch.compile the network (slow to start, faster after)")
+    p.add_argument("--eval-every", type=int, metavar="N", help="every N steps, a small evaluation (SWD, novelty) "
+                   "of the EMA weights logged to metrics.jsonl (default: train.eval_every, 0 = off)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_config_options(p)
     p.set_defaults(run_command=run)
@@ -39,6 +41,8 @@ def _config(args: argparse.Namespace, base: Config | None) -> Config:
         flags.append(f"train.precision={args.precision!r}")
     if args.compile:
         flags.append("train.compile=true")
+    if args.eval_every is not None:
+        flags.append(f"train.eval_every={args.eval_every}")
     args.overrides = flags + list(args.overrides)
     return config_from_args(args, base)
 

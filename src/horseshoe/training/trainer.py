@@ -92,6 +92,7 @@ class Trainer:
         if tc.compile:
             self.network = torch.compile(self.network)
         self._stop_signal: int | None = None
+        self._eval_reference = None
 
     # ---- budget ------------------------------------------------------------------------------
 
@@ -216,6 +217,33 @@ class Trainer:
                               sampler_config, seed=sc.seed, device=self.device)
         return save_png(make_grid(to_uint8(images), scale=display_scale(d.height)), path)
 
+    def quick_eval(self, count: int = 64) -> dict:
+        """A small evaluation of the EMA weights (train.eval_every): SWD and novelty only.
+
+        The reference (256 training images and their patch descriptors) is built at the first call and
+        reused, so training pays only for the evaluations themselves.
+        """
+        from horseshoe.evaluate import training_images
+        from horseshoe.metrics.novelty import novelty
+        from horseshoe.metrics.swd import SWDReference
+
+        started = time.perf_counter()
+        if self._eval_reference is None:
+            images = training_images(self.config, 256, self.config.train.seed)
+            self._eval_reference = (SWDReference(images, seed=self.config.train.seed), images)
+        reference, images = self._eval_reference
+        sc, d = self.config.sample, self.config.data
+        denoiser = Denoiser(self.ema.model, self.schedule, self.config.diffusion.prediction)
+        sampler_config = SamplerConfig(num_steps=min(sc.steps, self.schedule.num_steps), spacing=sc.spacing,
+                                       eta=sc.eta, clip_x0=sc.clip_x0, variance=sc.ddpm_variance)
+        with autocast(self.device, self.precision):
+            samples = generate(sc.sampler, denoiser, count, (d.channels, d.height, d.width), sampler_config,
+                               seed=sc.seed, device=self.device)
+        found = novelty(samples, images, d.hflip, d.vflip, d.rot90).as_dict()
+        return {"step": self.step, "swd": reference.distance(samples).mean,
+                "near_copy_fraction": found["near_copy_fraction"], "nn_ratio_median": found["nn_ratio_median"],
+                "eval_seconds": round(time.perf_counter() - started, 2)}
+
     # ---- the loop ------------------------------------------------------------------------------
 
     def _on_signal(self, signum, frame) -> None:
@@ -252,27 +280,30 @@ class Trainer:
                        "processes": self.world.world_size})
         bar = tqdm(total=total, initial=self.step, disable=not (main and self.progress), unit="step",
                    dynamic_ncols=True)
-        start, window_start, window_losses = time.perf_counter(), time.perf_counter(), []
+        start, window_seconds, window_losses = time.perf_counter(), 0.0, []
         start_step, saved_at, last, stop_reason = self.step, None, {"loss": float("nan")}, "budget"
         self.model.train()
         try:
             with self._signals():
                 while self.step < total:
+                    step_started = time.perf_counter()
                     last = self.train_step(total)
+                    window_seconds += time.perf_counter() - step_started  # steps only: logging, evals excluded
                     if last.get("skipped"):
                         continue
                     window_losses.append(last["loss"])
                     bar.update(1)
                     if self.step % tc.log_every == 0 or self.step == total:
-                        now = time.perf_counter()
-                        rate = len(window_losses) * tc.batch_size / max(now - window_start, 1e-9)
+                        rate = len(window_losses) * tc.batch_size / max(window_seconds, 1e-9)
                         record = {"step": self.step, "loss": sum(window_losses) / len(window_losses),
                                   "lr": last["lr"], "images_per_sec": rate, "grad_norm": last["grad_norm"],
                                   "epoch": self.loader.epochs_done()}
                         bar.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{rate:.0f}")
                         if log:
                             log.write(record)
-                        window_start, window_losses = now, []
+                        window_seconds, window_losses = 0.0, []
+                    if tc.eval_every and self.step % tc.eval_every == 0 and main:
+                        log.write(self.quick_eval())
                     if tc.sample_every and self.step % tc.sample_every == 0 and main:
                         self.sample_grid(self.run_dir / "progress" / f"{checkpoint.checkpoint_name(self.step)}.png")
                     if tc.checkpoint_every and self.step % tc.checkpoint_every == 0:

@@ -76,3 +76,27 @@ def plot_schedules(schedules: dict, path: str | Path) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def plot_sweep(rows: list[dict[str, Any]], path: str | Path) -> Path:
+    """SWD against network evaluations (log scale) and against wall time, one line per sampler."""
+    plt = _pyplot()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8), dpi=110)
+    for sampler in dict.fromkeys(r["sampler"] for r in rows):
+        mine = sorted((r for r in rows if r["sampler"] == sampler), key=lambda r: r["nfe"])
+        ax1.plot([r["nfe"] for r in mine], [r["swd_x1e3_mean"] for r in mine], "o-", label=sampler)
+        ax2.plot([r["seconds"] for r in mine], [r["swd_x1e3_mean"] for r in mine], "o-", label=sampler)
+    ax1.set_xscale("log")
+    ax1.set_xlabel("network evaluations")
+    ax2.set_xscale("log")
+    ax2.set_xlabel("wall time (s)")
+    for ax in (ax1, ax2):
+        ax.set_ylabel("SWD x1e3 (lower is better)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,76 @@
+"""`horseshoe evaluate` and training-time evaluation on a tiny run."""
+
+import json
+import re
+
+import pytest
+import torch
+from training_helpers import tiny_config
+
+from horseshoe.cli import main
+from horseshoe.metrics.inception import FIDInception
+from horseshoe.training.runlog import read_metrics
+from horseshoe.training.trainer import Trainer
+
+FAST = ["--count", "8", "--heldout", "4", "--bpd-timesteps", "3", "--steps", "2"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    Trainer(tiny_config("train.steps=2", "sample.steps=3"), out, progress=False).fit()
+    return out
+
+
+def test_evaluate_writes_json_pictures_and_html(run_dir, capsys):
+    assert main(["evaluate", str(run_dir), *FAST, "--sweep", "ddim:2,3", "dpmpp_2m:2"]) == 0
+    result = json.loads((run_dir / "eval.json").read_text())
+    q = result["quality"]
+    assert set(q["swd_x1e3_per_level"]) == {"16x16"} and q["swd_x1e3_mean"] > 0 and q["swd_x1e3_floor"] >= 0
+    assert 0 <= q["horseshoe_rate"] <= 1
+    assert result["samples"] == 8 and result["seed"] == 0
+    assert 0 <= result["novelty"]["near_copy_fraction"] <= 1
+    assert result["heldout"]["set"].startswith("held-out") and result["heldout"]["bits_per_dim"] > 0
+    assert set(result["heldout"]["denoising_mse"]) == {"10", "100", "250", "500", "750", "900"}
+    assert "skipped" in result["fid"] and "--inception-weights" in result["fid"]["skipped"]
+    assert [(r["sampler"], r["steps"]) for r in result["sweep"]] == [("ddim", 2), ("ddim", 3), ("dpmpp_2m", 2)]
+    assert (run_dir / "eval" / "nearest.png").exists() and (run_dir / "eval" / "sweep.png").exists()
+    page = (run_dir / "index.html").read_text()
+    assert "Evaluation" in page and "eval/nearest.png" in page and "eval/sweep.png" in page
+    out = capsys.readouterr().out
+    assert "SWD x1e3: mean" in out and "FID/KID skipped" in out and "ddim     2 steps" in out
+
+
+def test_evaluate_with_inception_weights_and_a_reference_folder(run_dir, tmp_path, capsys):
+    torch.manual_seed(0)
+    weights = tmp_path / "inception.pth"
+    torch.save(FIDInception().state_dict(), weights)
+    assert main(["data", "export", "--count", "6", str(tmp_path / "ref"), "--set", "data.image_size=16",
+                 "--set", "data.seed=5"]) == 0
+    assert main(["evaluate", str(run_dir), *FAST, "--reference", str(tmp_path / "ref"),
+                 "--inception-weights", str(weights)]) == 0
+    result = json.loads((run_dir / "eval.json").read_text())
+    assert result["fid"]["fid"] >= 0 and "kid" in result["fid"]
+    assert "--reference" in result["reference"] and result["heldout"]["images"] == 4
+    assert "swd_x1e3_floor" not in result["quality"]
+
+
+def test_evaluate_errors_name_the_path(run_dir, tmp_path, capsys):
+    for args, message in [
+        (["--reference", str(tmp_path / "missing")], "image folder '.*missing' does not exist"),
+        (["--inception-weights", str(tmp_path / "w.pth")], "Inception weights file '.*w.pth' does not exist"),
+        (["--sweep", "ddim"], "--sweep entries look like sampler:steps"),
+    ]:
+        assert main(["evaluate", str(run_dir), *FAST, *args]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1
+        assert re.search(message, err), err
+
+
+def test_eval_every_logs_quality_beside_the_loss(tmp_path):
+    trainer = Trainer(tiny_config("train.steps=4", "train.eval_every=2"), tmp_path, progress=False)
+    trainer.fit()
+    records = read_metrics(tmp_path)
+    evaluated = [r for r in records if "swd" in r]
+    assert [r["step"] for r in evaluated] == [2, 4]
+    assert all("loss" in r and "near_copy_fraction" in r for r in evaluated)  # merged with the step's loss
