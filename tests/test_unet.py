@@ -67,6 +67,16 @@ def test_channels_last_and_bf16_autocast_agree_with_float32():
     assert ((out_bf16.float() - ref).norm() / ref.norm()).item() < 5e-2
 
 
+def test_a_network_cast_to_bf16_runs_without_autocast():
+    # Inference with bf16 weights: the float32 time embedding must follow the weights' dtype.
+    model = randomise(tiny()).eval()
+    x, t = torch.randn(2, 3, 16, 16), torch.tensor([5, 500])
+    ref = model(x, t)
+    out = model.to(torch.bfloat16)(x.to(torch.bfloat16), t)
+    assert out.dtype == torch.bfloat16
+    assert ((out.float() - ref).norm() / ref.norm()).item() < 5e-2
+
+
 def test_overfits_four_images():
     # Four fixed (x_t, t) -> eps pairs: a few hundred Adam steps must cut the loss at least 10x.
     torch.manual_seed(0)

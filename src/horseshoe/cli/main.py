@@ -8,6 +8,7 @@ import sys
 import horseshoe
 from horseshoe.cli import data_cmd, demo_cmd, evaluate_cmd, pictures_cmd, sample_cmd, train_cmd
 from horseshoe.cli.common import Parser
+from horseshoe.runtime import keep_memory_mapped
 from horseshoe.training.trainer import NonFiniteLoss
 
 COMMANDS = (demo_cmd, train_cmd, sample_cmd, evaluate_cmd, pictures_cmd, data_cmd)
@@ -32,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    keep_memory_mapped()  # every command allocates the same large buffers over and over
     try:
         return int(args.run_command(args) or 0)
     except USER_ERRORS as error:

@@ -144,7 +144,8 @@ class UNet(nn.Module):
         self.check_input(x)
         if t.shape != (x.shape[0],):
             raise ValueError(f"expected t of shape ({x.shape[0]},), got {tuple(t.shape)}")
-        emb = self.time_mlp(timestep_embedding(t, self.config.base_channels))
+        # The embedding follows the weights' dtype, so a network cast to bf16 runs without autocast.
+        emb = self.time_mlp(timestep_embedding(t, self.config.base_channels).to(self.conv_in.weight.dtype))
         p = self.config.patch_size
         h = self.conv_in(F.pixel_unshuffle(x, p) if p > 1 else x)
         skips = [h]

@@ -17,6 +17,15 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, path: str | Path) -> Path:
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def smooth(values: np.ndarray, window: int) -> np.ndarray:
     """Trailing moving average (the first points average what they have)."""
     if window <= 1 or len(values) < 2:
@@ -47,12 +56,7 @@ def plot_loss(records: list[dict[str, Any]], path: str | Path, title: str = "tra
         ax2.set_ylabel("sliced Wasserstein distance x1e3", color="#c0504d")
     ax.grid(alpha=0.3)
     ax.legend(loc="upper right")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_schedules(schedules: dict, path: str | Path) -> Path:
@@ -70,12 +74,7 @@ def plot_schedules(schedules: dict, path: str | Path) -> Path:
         ax.set_xlabel("t / T")
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_sweep(rows: list[dict[str, Any]], path: str | Path) -> Path:
@@ -94,9 +93,4 @@ def plot_sweep(rows: list[dict[str, Any]], path: str | Path) -> Path:
         ax.set_ylabel("SWD x1e3 (lower is better)")
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
