@@ -23,7 +23,7 @@ def run_dir(tmp_path_factory):
 
 
 def test_evaluate_writes_json_pictures_and_html(run_dir, capsys):
-    assert main(["evaluate", str(run_dir), *FAST, "--sweep", "ddim:2,3", "dpmpp_2m:2"]) == 0
+    assert main(["evaluate", str(run_dir), *FAST, "--sweep", "ddim:2,3", "dpmpp_2m:2", "dpmpp_2m"]) == 0
     result = json.loads((run_dir / "eval.json").read_text())
     q = result["quality"]
     assert set(q["swd_x1e3_per_level"]) == {"16x16"} and q["swd_x1e3_mean"] > 0 and q["swd_x1e3_floor"] >= 0
@@ -33,7 +33,8 @@ def test_evaluate_writes_json_pictures_and_html(run_dir, capsys):
     assert result["heldout"]["set"].startswith("held-out") and result["heldout"]["bits_per_dim"] > 0
     assert set(result["heldout"]["denoising_mse"]) == {"10", "100", "250", "500", "750", "900"}
     assert "skipped" in result["fid"] and "--inception-weights" in result["fid"]["skipped"]
-    assert [(r["sampler"], r["steps"]) for r in result["sweep"]] == [("ddim", 2), ("ddim", 3), ("dpmpp_2m", 2)]
+    assert [(r["sampler"], r["steps"]) for r in result["sweep"]] == [("ddim", 2), ("ddim", 3), ("dpmpp_2m", 2),
+                                                                ("dpmpp_2m", 3)]  # no steps: sample.steps
     assert (run_dir / "eval" / "nearest.png").exists() and (run_dir / "eval" / "sweep.png").exists()
     page = (run_dir / "index.html").read_text()
     assert "Evaluation" in page and "eval/nearest.png" in page and "eval/sweep.png" in page
@@ -59,7 +60,7 @@ def test_evaluate_errors_name_the_path(run_dir, tmp_path, capsys):
     for args, message in [
         (["--reference", str(tmp_path / "missing")], "image folder '.*missing' does not exist"),
         (["--inception-weights", str(tmp_path / "w.pth")], "Inception weights file '.*w.pth' does not exist"),
-        (["--sweep", "ddim"], "--sweep entries look like sampler:steps"),
+        (["--sweep", "ddim:"], "--sweep entries look like sampler[:steps"),
     ]:
         assert main(["evaluate", str(run_dir), *FAST, *args]) == 2
         err = capsys.readouterr().err

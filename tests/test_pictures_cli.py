@@ -7,7 +7,9 @@ from training_helpers import tiny_config
 
 from horseshoe.cli import main
 from horseshoe.data.transforms import to_uint8
+from horseshoe.diffusion import make_schedule
 from horseshoe.runs import load_run
+from horseshoe.sampling.timesteps import usable_steps
 from horseshoe.training.trainer import Trainer
 from horseshoe.viz.gif import read_gif
 from horseshoe.viz.grid import display_scale, make_grid
@@ -118,6 +120,15 @@ def test_interpolate_strip_and_gif(run_dir, tmp_path):
     assert len(read_gif(out.with_suffix(".gif"))) == 8  # there and back, endpoints once
 
 
+def test_set_changes_how_a_trained_run_samples(run_dir, tmp_path, capsys):
+    args = ["sample", str(run_dir), "--count", "2", "--sampler", "ddpm", "--out", str(tmp_path / "o")]
+    assert main(args) == 0
+    assert "(ddpm, 1000 steps" in capsys.readouterr().out  # ddpm without --steps: every timestep
+    assert main(args + ["--set", "sample.lambda_min=-3"]) == 0
+    kept = usable_steps(make_schedule("cosine", 1000), -3.0)
+    assert kept < 1000 and f"(ddpm, {kept} steps" in capsys.readouterr().out
+
+
 def test_bad_arguments_are_one_line(run_dir, tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")
@@ -131,6 +142,11 @@ def test_bad_arguments_are_one_line(run_dir, tmp_path, capsys):
         (["sample", str(run_dir), "--steps", "5000", "--out", str(tmp_path / "o")],
          "num_steps must be between 1 and T=1000, got 5000"),
         (["noise", "--timesteps", "0,1000"], "timesteps must lie in 0..999"),
+        (["sample", str(run_dir), "--set", "model.base_channels=8"], "only sample.* settings can change"),
+        (["sample", str(run_dir), "--set", "sample.lambda_min=50", "--out", str(tmp_path / "o")],
+         "lambda_min=50.0 leaves no timestep"),
+        (["sample", str(run_dir), "--sampler", "ddpm", "--steps", "1000", "--set", "sample.lambda_min=-3",
+          "--out", str(tmp_path / "o")], "1000 steps is more than the"),
     ]
     for args, message in cases:
         try:

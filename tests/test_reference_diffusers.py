@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from horseshoe.diffusion import Denoiser, make_schedule, q_posterior_mean_variance
-from horseshoe.sampling import SamplerConfig, iterate
+from horseshoe.sampling import SamplerConfig, iterate, sampler_timesteps
 
 schedulers = pytest.importorskip("diffusers.schedulers")
 
@@ -83,6 +83,21 @@ def test_dpmpp_2m_matches_diffusers(spacing, num_steps):
         t = torch.tensor([record.t])
         x = ref.step(model_fn(x, t.expand(x.shape[0])), record.t, x).prev_sample.double()
         torch.testing.assert_close(record.x_prev, x, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("lambda_min", [-4.0, -3.0, -1.5])
+def test_lambda_min_starts_where_diffusers_does(lambda_min):
+    # Our lambda_min is diffusers' lambda_min_clipped (DPMSolverMultistepScheduler): both start at the
+    # noisiest timestep with lambda_t >= lambda_min. The steps after it differ on purpose: diffusers
+    # keeps the stride T/N from there (967, 867, ..., 67, then one jump to 0); ours spreads the N steps
+    # evenly over the kept range (967, 870, ..., 96), as without the clip.
+    schedule = make_schedule("cosine", T)
+    ref = schedulers.DPMSolverMultistepScheduler(
+        num_train_timesteps=T, trained_betas=schedule.betas.numpy(), algorithm_type="dpmsolver++",
+        timestep_spacing="trailing", steps_offset=0, lambda_min_clipped=lambda_min)
+    ref.set_timesteps(10)
+    ours = sampler_timesteps(schedule, SamplerConfig(10, "trailing", lambda_min=lambda_min))
+    assert ours[0] == ref.timesteps[0] < T - 1
 
 
 @pytest.mark.parametrize("variance", ["fixed_small", "fixed_large"])

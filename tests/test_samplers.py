@@ -15,8 +15,16 @@ from horseshoe.sampling import (
     sample,
 )
 from horseshoe.sampling.record import SPACINGS
+from horseshoe.sampling.timesteps import usable_steps
 
 MU, S = 0.3, 0.5
+
+
+def one_point_denoiser(schedule, point):
+    """The exact eps predictor for data that is the single point `point`."""
+    abar = schedule.alpha_bars
+    return Denoiser(lambda x, t: (x - abar[t].sqrt().view(-1, 1, 1, 1) * point)
+                    / (1 - abar[t]).sqrt().view(-1, 1, 1, 1), schedule, "eps")
 
 
 def draw(n, seed=0):
@@ -45,8 +53,7 @@ def test_one_point_data_returns_the_point(name, spacing, num_steps):
     # For data that is a single point, x0_hat = point at every step, and every sampler must end on it.
     schedule = make_schedule("cosine", 200)
     point = torch.tensor([-0.8, 0.1, 0.6]).view(1, 3, 1, 1).double()
-    denoiser = Denoiser(lambda x, t: (x - schedule.alpha_bars[t].sqrt().view(-1, 1, 1, 1) * point)
-                        / (1 - schedule.alpha_bars[t]).sqrt().view(-1, 1, 1, 1), schedule, "eps")
+    denoiser = one_point_denoiser(schedule, point)
     g = torch.Generator().manual_seed(1)
     x_T = initial_noise((16, 3, 1, 1), g, torch.float64)
     out = sample(name, denoiser, x_T, SamplerConfig(num_steps=num_steps, spacing=spacing, eta=1.0), g)
@@ -170,6 +177,45 @@ def test_sampler_argument_errors():
         SamplerConfig(spacing="even")
     with pytest.raises(ValueError, match="unknown prediction 'score'"):
         Denoiser(lambda x, t: x, schedule, "score")
+
+
+def test_lambda_min_starts_at_the_noisiest_kept_level():
+    # lambda_t = log(sqrt(abar_t / (1 - abar_t))) falls with t; lambda_min keeps t = 0..K-1 where
+    # K counts the timesteps at or above it, and the samplers space their steps over those K.
+    schedule = make_schedule("cosine", 1000)
+    half_log_snr = 0.5 * torch.log(schedule.alpha_bars / (1 - schedule.alpha_bars))
+    kept = int((half_log_snr >= -3.0).sum())
+    assert usable_steps(schedule, -3.0) == kept and half_log_snr[kept - 1] >= -3.0 > half_log_snr[kept]
+    assert usable_steps(schedule, None) == 1000
+    x_T, g = draw(2)
+    records = list(iterate("dpmpp_2m", gaussian_denoiser(schedule, MU, S), x_T,
+                           SamplerConfig(num_steps=10, lambda_min=-3.0), g))
+    assert [r.t for r in records] == make_timesteps(kept, 10, "trailing")
+    assert records[0].t == kept - 1
+
+
+@pytest.mark.parametrize("name", list(SAMPLERS))
+def test_lambda_min_keeps_one_point_data_exact(name):
+    schedule = make_schedule("cosine", 200)
+    point = torch.tensor([-0.8, 0.1, 0.6]).view(1, 3, 1, 1).double()
+    denoiser = one_point_denoiser(schedule, point)
+    g = torch.Generator().manual_seed(1)
+    x_T = initial_noise((16, 3, 1, 1), g, torch.float64)
+    out = sample(name, denoiser, x_T, SamplerConfig(num_steps=12, lambda_min=-2.0, eta=1.0), g)
+    torch.testing.assert_close(out, point.expand_as(out), rtol=0, atol=1e-9)
+
+
+def test_lambda_min_errors():
+    schedule = make_schedule("cosine", 100)
+    denoiser = gaussian_denoiser(schedule, MU, S)
+    x_T, g = draw(2)
+    kept = usable_steps(schedule, -3.0)
+    with pytest.raises(ValueError, match=f"100 steps is more than the {kept} timesteps with lambda_t >= "):
+        sample("ddpm", denoiser, x_T, SamplerConfig(num_steps=100, lambda_min=-3.0), g)
+    with pytest.raises(ValueError, match="lambda_min=20.0 leaves no timestep"):
+        sample("ddim", denoiser, x_T, SamplerConfig(num_steps=10, lambda_min=20.0), g)
+    with pytest.raises(ValueError, match="lambda_min must be a finite number"):
+        SamplerConfig(lambda_min=float("nan"))
 
 
 def test_clip_x0_bounds_the_prediction():

@@ -18,10 +18,11 @@ from typing import Any
 
 from horseshoe.data.dataset import DataConfig
 from horseshoe.diffusion.denoiser import PREDICTIONS
-from horseshoe.diffusion.schedules import SCHEDULES
+from horseshoe.diffusion.schedules import SCHEDULES, NoiseSchedule
 from horseshoe.models.unet import UNetConfig
 from horseshoe.runtime import DEVICES, PRECISIONS
-from horseshoe.sampling.record import DDPM_VARIANCES, SPACINGS
+from horseshoe.sampling.record import DDPM_VARIANCES, SPACINGS, SamplerConfig
+from horseshoe.sampling.timesteps import usable_steps
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -143,6 +144,7 @@ class SampleConfig:
     count: int = 64
     seed: int = 0
     ddpm_variance: str = "posterior"
+    lambda_min: float | None = None  # start where the half log-SNR reaches this (see sampling.timesteps)
 
     def __post_init__(self) -> None:
         from horseshoe.sampling import SAMPLERS
@@ -157,6 +159,18 @@ class SampleConfig:
             raise ValueError(f"sample.spacing must be one of {', '.join(SPACINGS)}, got {self.spacing!r}")
         if self.ddpm_variance not in DDPM_VARIANCES:
             raise ValueError(f"sample.ddpm_variance must be one of {', '.join(DDPM_VARIANCES)}")
+        if self.lambda_min is not None and not -1e3 < self.lambda_min < 1e3:
+            raise ValueError(f"sample.lambda_min must be a finite number (or omitted), got {self.lambda_min}")
+
+    def sampler_config(self, schedule: NoiseSchedule, sampler: str, steps: int | None = None,
+                       eta: float | None = None, spacing: str | None = None) -> SamplerConfig:
+        """Options for `sampler`: the given ones over this section's. Without `steps`, ddpm visits every
+        usable timestep and the others take sample.steps (fewer when the schedule has fewer)."""
+        usable = usable_steps(schedule, self.lambda_min)
+        if steps is None:
+            steps = usable if sampler == "ddpm" else min(self.steps, usable)
+        return SamplerConfig(num_steps=steps, spacing=spacing or self.spacing, eta=self.eta if eta is None else eta,
+                             clip_x0=self.clip_x0, variance=self.ddpm_variance, lambda_min=self.lambda_min)
 
 
 @dataclass(frozen=True)

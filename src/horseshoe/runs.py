@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,15 +44,10 @@ class LoadedRun:
 
     def sampler(self, name: str | None = None, steps: int | None = None, eta: float | None = None,
                 spacing: str | None = None) -> tuple[str, SamplerConfig]:
-        """A sampler name and options: the given ones over the run's sample section (ddpm: all T steps)."""
-        sc = self.config.sample
-        name = name or sc.sampler
+        """A sampler name and options: the given ones over the run's sample section (ddpm: every step)."""
+        name = name or self.config.sample.sampler
         get_sampler(name)  # a one-line error for unknown names
-        if steps is None:
-            steps = self.denoiser.schedule.num_steps if name == "ddpm" else sc.steps
-        config = SamplerConfig(num_steps=steps, spacing=spacing or sc.spacing, eta=sc.eta if eta is None else eta,
-                               clip_x0=sc.clip_x0, variance=sc.ddpm_variance)
-        return name, config
+        return name, self.config.sample.sampler_config(self.denoiser.schedule, name, steps, eta, spacing)
 
     def generate(self, name: str, config: SamplerConfig, count: int, seed: int = 0, batch_size: int = 64):
         """`count` final samples, float32 on the CPU (see horseshoe.sampling.generate)."""
@@ -78,8 +73,15 @@ def with_precision(model: torch.nn.Module, device: torch.device, precision: str)
     return network
 
 
-def load_run(path: str | Path, weights: str = "ema", device: str = "auto", precision: str = "auto") -> LoadedRun:
-    """Load a run directory (its latest checkpoint) or a checkpoint directory for sampling."""
+def load_run(path: str | Path, weights: str = "ema", device: str = "auto", precision: str = "auto",
+             sample_overrides: Sequence[str] = ()) -> LoadedRun:
+    """Load a run directory (its latest checkpoint) or a checkpoint directory for sampling.
+
+    sample_overrides ('sample.key=value', as `--set`) change how this run samples, nothing else.
+    """
+    for text in sample_overrides:
+        if not text.strip().startswith("sample."):
+            raise ValueError(f"--set {text!r}: only sample.* settings can change after training")
     if weights not in WEIGHTS:
         raise ValueError(f"unknown weights {weights!r}; choose one of {', '.join(WEIGHTS)}")
     found = checkpoint.resolve(path)
@@ -88,6 +90,7 @@ def load_run(path: str | Path, weights: str = "ema", device: str = "auto", preci
         config = config_module.from_dict(data.config)
     except ValueError as error:
         raise ValueError(f"checkpoint {str(found)!r} has an invalid config: {error}") from None
+    config = config_module.apply_overrides(config, list(sample_overrides))
     model = build_model(config)
     try:
         model.load_state_dict(data.tensors[weights])

@@ -27,7 +27,7 @@ def add_command(subparsers, name: str, help: str, example: str) -> argparse.Argu
 
 
 def add_sampler_options(parser: argparse.ArgumentParser, steps_help: str = "the run's sample.steps") -> None:
-    """--sampler, --steps, --eta, --spacing, --seed, --weights, --device, --batch-size."""
+    """--sampler, --steps, --eta, --spacing, --seed, --weights, --device, --batch-size, --set."""
     from horseshoe.sampling import SAMPLERS
 
     parser.add_argument("--sampler", help=f"one of {', '.join(SAMPLERS)} (default: the run's sample.sampler)")
@@ -38,6 +38,13 @@ def add_sampler_options(parser: argparse.ArgumentParser, steps_help: str = "the 
     parser.add_argument("--weights", default="ema", help="'ema' (averaged) or 'model' (raw) weights")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument("--batch-size", type=positive_int, default=64, help="images per network call (memory)")
+    add_sample_set_option(parser)
+
+
+def add_sample_set_option(parser: argparse.ArgumentParser) -> None:
+    """--set sample.key=value: change how a trained run samples, e.g. sample.lambda_min=none."""
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="sample.KEY=VALUE",
+                        help="override one of the run's sample settings, e.g. --set sample.lambda_min=none")
 
 
 def add_config_options(parser: argparse.ArgumentParser, data: bool = True) -> None:

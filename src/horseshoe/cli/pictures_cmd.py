@@ -94,7 +94,7 @@ def run_noise(args: argparse.Namespace) -> int:
 
 def run_denoise(args: argparse.Namespace) -> int:
     out = output_file(args.out)
-    run = load_run(args.run, weights=args.weights, device=args.device)
+    run = load_run(args.run, weights=args.weights, device=args.device, sample_overrides=args.overrides)
     name, config = run.sampler(args.sampler, args.steps, args.eta, args.spacing)
     recs = list(run.records(name, config, args.samples, args.seed))
     picture = denoising_picture(recs, columns=args.columns, samples=args.samples,
@@ -105,7 +105,7 @@ def run_denoise(args: argparse.Namespace) -> int:
 
 def run_animate(args: argparse.Namespace) -> int:
     out = output_file(args.out)
-    run = load_run(args.run, weights=args.weights, device=args.device)
+    run = load_run(args.run, weights=args.weights, device=args.device, sample_overrides=args.overrides)
     steps = args.steps or (None if (args.sampler or run.config.sample.sampler) == "ddpm" else 100)
     name, config = run.sampler(args.sampler, steps, args.eta, args.spacing)
     frames = sampling_frames(run.records(name, config, args.count, args.seed), args.frames, config.num_steps,

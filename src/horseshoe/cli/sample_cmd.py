@@ -7,10 +7,17 @@ import argparse
 import numpy as np
 import torch
 
-from horseshoe.cli.common import add_command, add_sampler_options, output_dir, output_file, positive_int
+from horseshoe.cli.common import (
+    add_command,
+    add_sample_set_option,
+    add_sampler_options,
+    output_dir,
+    output_file,
+    positive_int,
+)
 from horseshoe.data.transforms import to_uint8
 from horseshoe.runs import load_run
-from horseshoe.sampling import SamplerConfig, initial_noise
+from horseshoe.sampling import initial_noise
 from horseshoe.viz.gif import save_gif
 from horseshoe.viz.grid import display_scale, make_grid, save_png, save_samples
 from horseshoe.viz.pictures import slerp
@@ -36,12 +43,13 @@ def register(subparsers) -> None:
     p.add_argument("--out", default="interpolation.png", help="PNG strip to write (the GIF goes beside it)")
     p.add_argument("--weights", default="ema", help="'ema' or 'model' weights")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    add_sample_set_option(p)
     p.set_defaults(run_command=run_interpolate)
 
 
 def run_sample(args: argparse.Namespace) -> int:
     folder = output_dir(args.out)
-    run = load_run(args.run, weights=args.weights, device=args.device)
+    run = load_run(args.run, weights=args.weights, device=args.device, sample_overrides=args.overrides)
     name, config = run.sampler(args.sampler, args.steps, args.eta, args.spacing)
     images = to_uint8(run.generate(name, config, args.count, seed=args.seed, batch_size=args.batch_size))
     save_samples(images, folder, npz=args.npz)
@@ -51,13 +59,13 @@ def run_sample(args: argparse.Namespace) -> int:
 
 
 def run_interpolate(args: argparse.Namespace) -> int:
-    run = load_run(args.run, weights=args.weights, device=args.device)
+    run = load_run(args.run, weights=args.weights, device=args.device, sample_overrides=args.overrides)
     if args.count < 2:
         raise ValueError(f"--count must be at least 2 for an interpolation, got {args.count}")
     shape = (1, *run.image_shape)
     z0, z1 = (initial_noise(shape, torch.Generator().manual_seed(s)) for s in args.seeds)
     x_T = torch.cat([slerp(z0, z1, a) for a in np.linspace(0, 1, args.count)])
-    config = SamplerConfig(num_steps=args.steps, eta=0.0, clip_x0=run.config.sample.clip_x0)
+    _, config = run.sampler("ddim", args.steps, eta=0.0)
     *_, last = run.records("ddim", config, args.count, x_T=x_T)
     images = to_uint8(last.x_prev.float().cpu())
     scale = display_scale(images.shape[1])

@@ -17,7 +17,7 @@ from horseshoe.sampling.ddim import ddim, ddim_invert
 from horseshoe.sampling.ddpm import ddpm
 from horseshoe.sampling.dpm_solver import dpmpp_2m
 from horseshoe.sampling.record import SamplerConfig, StepRecord
-from horseshoe.sampling.timesteps import make_timesteps
+from horseshoe.sampling.timesteps import make_timesteps, sampler_timesteps
 
 Sampler = Callable[[Denoiser, torch.Tensor, SamplerConfig, torch.Generator], Iterator[StepRecord]]
 
@@ -47,7 +47,7 @@ def iterate(
 ) -> Iterator[StepRecord]:
     """The named sampler's step generator, with its step count checked against T up front."""
     fn = get_sampler(sampler)
-    make_timesteps(denoiser.schedule.num_steps, config.num_steps, config.spacing)  # raises on bad steps
+    sampler_timesteps(denoiser.schedule, config)  # raises on bad steps, before any work
     return fn(denoiser, x_T, config, generator)
 
 
@@ -97,5 +97,6 @@ __all__ = [
     "initial_noise",
     "iterate",
     "make_timesteps",
+    "sampler_timesteps",
     "sample",
 ]

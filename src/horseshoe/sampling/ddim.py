@@ -8,7 +8,7 @@ import torch
 
 from horseshoe.diffusion.denoiser import Denoiser
 from horseshoe.sampling.record import SamplerConfig, StepRecord
-from horseshoe.sampling.timesteps import make_timesteps
+from horseshoe.sampling.timesteps import sampler_timesteps
 
 
 def _alpha_bar(denoiser: Denoiser, t: int) -> float:
@@ -28,7 +28,7 @@ def ddim(
     x_s = sqrt(abar_s) x0_hat + sqrt(1 - abar_s - sigma_t^2) eps_hat + sigma_t z                  # Eq. 12
     eta = 0 is the deterministic DDIM; eta = 1 is DDPM's ancestral step with the posterior variance.
     """
-    timesteps = make_timesteps(denoiser.schedule.num_steps, config.num_steps, config.spacing)
+    timesteps = sampler_timesteps(denoiser.schedule, config)
     x = x_T
     for i, t in enumerate(timesteps):
         s = timesteps[i + 1] if i + 1 < len(timesteps) else -1
@@ -51,7 +51,7 @@ def ddim_invert(denoiser: Denoiser, x0: torch.Tensor, config: SamplerConfig) -> 
     x0_hat = (x_r - sqrt(1 - abar_r) eps_hat) / sqrt(abar_r); x_t = sqrt(abar_t) x0_hat + sqrt(1 - abar_t) eps_hat.
     The last record's x_prev is the recovered noise x_T.
     """
-    timesteps = make_timesteps(denoiser.schedule.num_steps, config.num_steps, config.spacing)[::-1]
+    timesteps = sampler_timesteps(denoiser.schedule, config)[::-1]
     x, r = x0, -1
     for i, t in enumerate(timesteps):
         abar_r, abar_t = _alpha_bar(denoiser, r), _alpha_bar(denoiser, t)

@@ -10,7 +10,7 @@ from horseshoe.diffusion.denoiser import Denoiser
 from horseshoe.diffusion.process import gather, q_posterior_mean_variance
 from horseshoe.diffusion.schedules import NoiseSchedule
 from horseshoe.sampling.record import SamplerConfig, StepRecord
-from horseshoe.sampling.timesteps import make_timesteps
+from horseshoe.sampling.timesteps import sampler_timesteps
 
 
 def respace(schedule: NoiseSchedule, timesteps: list[int]) -> NoiseSchedule:
@@ -34,7 +34,7 @@ def ddpm(
     parameterisation this is exactly line 4 of Algorithm 2, 1/sqrt(alpha_t) (x_t - beta_t/sqrt(1-abar_t) eps).
     sigma_t^2 is beta tilde ('posterior') or beta_t ('beta'), the two choices of Ho et al. Sec. 3.2.
     """
-    timesteps = make_timesteps(denoiser.schedule.num_steps, config.num_steps, config.spacing)
+    timesteps = sampler_timesteps(denoiser.schedule, config)
     spaced = respace(denoiser.schedule, timesteps)
     x = x_T
     for i, t in enumerate(timesteps):

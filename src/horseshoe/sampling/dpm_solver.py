@@ -9,7 +9,7 @@ import torch
 
 from horseshoe.diffusion.denoiser import Denoiser
 from horseshoe.sampling.record import SamplerConfig, StepRecord
-from horseshoe.sampling.timesteps import make_timesteps
+from horseshoe.sampling.timesteps import sampler_timesteps
 
 
 @torch.no_grad()
@@ -26,7 +26,7 @@ def dpmpp_2m(
     diffusers' DPMSolverMultistepScheduler with final_sigmas_type='zero'. generator is unused.
     """
     schedule = denoiser.schedule
-    timesteps = make_timesteps(schedule.num_steps, config.num_steps, config.spacing)
+    timesteps = sampler_timesteps(schedule, config)
 
     def alpha_sigma_lambda(t: int) -> tuple[float, float, float]:
         abar = float(schedule.alpha_bars[t])

@@ -5,13 +5,20 @@ The three spacings as defined in diffusers (Lin et al. 2023, Table 2), for T=100
   leading:  arange(N) * (T // N), reversed -> 900, 800, ..., 0
   linspace: round(linspace(0, T-1, N)), reversed -> 999, 888, ..., 0
 'trailing' is the default: it starts from t = T-1, so sampling begins where training's noise ends.
+
+lambda_min (diffusers' lambda_min_clipped) leaves out the timesteps whose half log-SNR
+lambda_t = log(sqrt(abar_t) / sqrt(1 - abar_t)) is below it, and spaces the steps over the rest:
+sampling then starts from pure noise at the noisiest kept level. With the cosine schedule the last
+few timesteps fall off a cliff (abar_999 = 2.4e-9, abar_998 = 2.4e-6): a few-step sampler spends a
+whole step crossing them and lands off the data (measured on the demo model, see README).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from horseshoe.sampling.record import SPACINGS
+from horseshoe.diffusion.schedules import NoiseSchedule
+from horseshoe.sampling.record import SPACINGS, SamplerConfig
 
 
 def make_timesteps(num_train_steps: int, num_steps: int | None, spacing: str = "trailing") -> list[int]:
@@ -30,3 +37,23 @@ def make_timesteps(num_train_steps: int, num_steps: int | None, spacing: str = "
     else:
         raise ValueError(f"unknown timestep spacing {spacing!r}; choose one of {', '.join(SPACINGS)}")
     return [int(s) for s in steps]
+
+
+def usable_steps(schedule: NoiseSchedule, lambda_min: float | None) -> int:
+    """How many timesteps, from t = 0 up, have lambda_t >= lambda_min (all T when lambda_min is None)."""
+    if lambda_min is None:
+        return schedule.num_steps
+    half_log_snr = 0.5 * (schedule.alpha_bars.log() - (1 - schedule.alpha_bars).log())
+    usable = int((half_log_snr >= lambda_min).sum())
+    if usable < 1:
+        raise ValueError(f"lambda_min={lambda_min} leaves no timestep (lambda_0 = {float(half_log_snr[0]):.2f})")
+    return usable
+
+
+def sampler_timesteps(schedule: NoiseSchedule, config: SamplerConfig) -> list[int]:
+    """The descending timesteps a sampler visits for this schedule and config."""
+    usable = usable_steps(schedule, config.lambda_min)
+    if config.num_steps is not None and usable < config.num_steps <= schedule.num_steps:
+        raise ValueError(f"{config.num_steps} steps is more than the {usable} timesteps with lambda_t >= "
+                         f"lambda_min={config.lambda_min}; take fewer steps or lower lambda_min")
+    return make_timesteps(usable, config.num_steps, config.spacing)

@@ -18,7 +18,7 @@ from horseshoe.diffusion import Denoiser, make_schedule
 from horseshoe.diffusion.objectives import draw_noise, loss_from_noise
 from horseshoe.runs import build_model
 from horseshoe.runtime import autocast, keep_memory_mapped, pick_device, resolve_precision
-from horseshoe.sampling import SamplerConfig, generate
+from horseshoe.sampling import generate
 from horseshoe.training import checkpoint, distributed
 from horseshoe.training.ema import EMA
 from horseshoe.training.runlog import RunLog
@@ -210,8 +210,7 @@ class Trainer:
 
         sc, d = self.config.sample, self.config.data
         denoiser = Denoiser(self.ema.model, self.schedule, self.config.diffusion.prediction)
-        sampler_config = SamplerConfig(num_steps=min(sc.steps, self.schedule.num_steps), spacing=sc.spacing,
-                                       eta=sc.eta, clip_x0=sc.clip_x0, variance=sc.ddpm_variance)
+        sampler_config = sc.sampler_config(self.schedule, sc.sampler)
         with autocast(self.device, self.precision):
             images = generate(sc.sampler, denoiser, min(count, sc.count), (d.channels, d.height, d.width),
                               sampler_config, seed=sc.seed, device=self.device)
@@ -234,8 +233,7 @@ class Trainer:
         reference, images = self._eval_reference
         sc, d = self.config.sample, self.config.data
         denoiser = Denoiser(self.ema.model, self.schedule, self.config.diffusion.prediction)
-        sampler_config = SamplerConfig(num_steps=min(sc.steps, self.schedule.num_steps), spacing=sc.spacing,
-                                       eta=sc.eta, clip_x0=sc.clip_x0, variance=sc.ddpm_variance)
+        sampler_config = sc.sampler_config(self.schedule, sc.sampler)
         with autocast(self.device, self.precision):
             samples = generate(sc.sampler, denoiser, count, (d.channels, d.height, d.width), sampler_config,
                                seed=sc.seed, device=self.device)
