@@ -39,8 +39,10 @@ test-slow: $(VENV)/.installed-test
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check .
 
+# Speed against diffusers and lucidrains on the same network (~30 min on 2 CPU cores; BENCH_ARGS=--quick: ~5).
 bench: $(VENV)/.installed-bench
-	$(PY) benchmarks/run.py
+	$(PIP) install --no-deps denoising-diffusion-pytorch==2.3.4
+	$(PY) benchmarks/run.py $(BENCH_ARGS)
 
 # The README's gallery: the demo's pictures copied into docs/gallery (continues runs/demo if it is there).
 gallery: $(VENV)/.installed-base

@@ -1,0 +1,210 @@
+"""One measurement in a fresh process; prints one JSON line. Run by benchmarks/run.py.
+
+Tasks: peak (matmul FLOP/s), train (one optimizer step), sample (DDIM, 50 steps), data (pipeline).
+Every model is measured the same way: same batch, threads, allocator setting, AdamW (fused where
+PyTorch has it), MSE loss against a fixed target; the median of timed steps after warm-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from flops import count_flops  # noqa: E402
+from models import BUILDERS, demo_model  # noqa: E402
+
+from horseshoe.runtime import keep_memory_mapped  # noqa: E402
+
+
+def rss_mb() -> float:
+    """The process's high-water resident memory, MB (Linux reports KB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, device: torch.device, warmup: int, repeats: int) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def peak(args, device) -> dict:
+    """Matmul FLOP/s for 4096^2 products: the machine's ceiling for this benchmark's percentages."""
+    n = 4096 if device.type == "cuda" else 2048
+    out = {}
+    for name, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
+        a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+        times = timed(lambda a=a, b=b: torch.mm(a, b), device, 3, args.repeats * 2)
+        out[f"matmul_{name}_gflops"] = 2 * n**3 / statistics.median(times) / 1e9
+    # oneDNN's float32 path (convolutions use it) is faster than torch.mm's on some CPUs: a 1x1 conv is a matmul.
+    x = torch.randn(64, 512, 32, 32, device=device)
+    conv = torch.nn.Conv2d(512, 512, 1, bias=False).to(device)
+    with torch.no_grad():
+        times = timed(lambda: conv(x), device, 3, args.repeats)
+    out["conv1x1_fp32_gflops"] = 2 * 64 * 512 * 512 * 32 * 32 / statistics.median(times) / 1e9
+    return out
+
+
+def build(args, device):
+    if args.model == "demo":
+        return demo_model(args.size)
+    return BUILDERS[args.model](args.size, args.channels)
+
+
+def train(args, device) -> dict:
+    torch.manual_seed(0)
+    built = build(args, device)
+    model = built.module.to(device).train()
+    channels = built.channels
+    x = torch.randn(args.batch, channels, args.size, args.size, device=device)
+    t = torch.randint(0, 1000, (args.batch,), device=device)
+    target = torch.randn_like(x)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type in ("cpu", "cuda"))
+    def make_step(forward):
+        def step():
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16"):
+                loss = (forward(x, t).float() - target).pow(2).mean()
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        return step
+
+    # Memory is the high-water mark over everything a step needs beyond the model, its inputs and the
+    # Python runtime: activations, gradients, optimizer state (the eager step that counts FLOPs included).
+    baseline = rss_mb()
+    flops = count_flops(make_step(built.forward))  # forward + backward (+ AdamW, ~0 FLOPs), counted eagerly
+    step = make_step(torch.compile(built.forward) if args.mode == "compile" else built.forward)
+    compile_seconds = None
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    if args.mode == "compile":
+        start = time.perf_counter()
+        step()
+        compile_seconds = time.perf_counter() - start
+    times = timed(step, device, args.warmup, args.repeats)
+    seconds = statistics.median(times)
+    result = {"params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+              "train_gflop_per_image": flops / args.batch / 1e9,
+              "images_per_sec": args.batch / seconds, "gflops": flops / seconds / 1e9,
+              "step_seconds": seconds, "spread": (max(times) - min(times)) / seconds,
+              "peak_rss_mb": rss_mb(), "step_memory_mb": rss_mb() - baseline,
+              "compile_seconds": compile_seconds}
+    if device.type == "cuda":
+        result["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return result
+
+
+def sample(args, device) -> dict:
+    """DDIM, 50 steps, a batch of args.batch images, bf16 autocast, each library's own sampler."""
+    torch.manual_seed(0)
+    built = build(args, device)
+    model = built.module.to(device).eval()
+    channels = built.channels
+    baseline = rss_mb()
+    flops_per_forward = count_flops(lambda: built.forward(
+        torch.randn(args.batch, channels, args.size, args.size, device=device),
+        torch.randint(0, 1000, (args.batch,), device=device)), inference=True)
+    if args.model == "diffusers":
+        from diffusers import DDIMPipeline, DDIMScheduler
+
+        pipe = DDIMPipeline(unet=model, scheduler=DDIMScheduler(num_train_timesteps=1000))
+        pipe.set_progress_bar_config(disable=True)
+
+        def run():
+            pipe(batch_size=args.batch, num_inference_steps=50, output_type="np")
+    elif args.model == "lucidrains":
+        from models import _import_lucidrains
+
+        diffusion = _import_lucidrains().GaussianDiffusion(model, image_size=args.size, timesteps=1000,
+                                                            sampling_timesteps=50).to(device)
+
+        def run():
+            diffusion.sample(batch_size=args.batch)
+    else:
+        from horseshoe.diffusion import Denoiser, make_schedule
+        from horseshoe.sampling import SamplerConfig, generate
+
+        denoiser = Denoiser(built.forward, make_schedule("linear", 1000), "eps")
+
+        def run():
+            generate("ddim", denoiser, args.batch, (channels, args.size, args.size), SamplerConfig(num_steps=50),
+                     batch_size=args.batch, device=device)
+
+    def timed_run():
+        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16):
+            run()
+
+    times = timed(timed_run, device, 1, max(2, args.repeats // 3))
+    seconds = statistics.median(times)
+    return {"images_per_sec": args.batch / seconds, "seconds_per_batch": seconds,
+            "gflops": 50 * flops_per_forward / seconds / 1e9,
+            "forward_gflop_per_image": flops_per_forward / args.batch / 1e9,
+            "peak_rss_mb": rss_mb(), "sample_memory_mb": rss_mb() - baseline}
+
+
+def data(args, device) -> dict:
+    """Built-in horseshoes rendered per second on one core, and the loader's batches per second."""
+    import numpy as np
+
+    from horseshoe.data import BatchLoader, DataConfig, build_dataset
+    from horseshoe.data.horseshoes import render
+
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    n = 4096
+    for i in range(0, n, 512):
+        render(0, np.arange(i, i + 512), args.size)
+    render_rate = n / (time.perf_counter() - start)
+    config = DataConfig(count=4096, image_size=args.size, vflip=True)
+    loader = BatchLoader(build_dataset(config), config, batch_size=args.batch)
+    times = timed(loader.next_batch, torch.device("cpu"), 3, 30)
+    return {"render_images_per_sec_one_core": render_rate,
+            "loader_images_per_sec": args.batch / statistics.median(times)}
+
+
+TASKS = {"peak": peak, "train": train, "sample": sample, "data": data}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("task", choices=list(TASKS))
+    parser.add_argument("--model", default="horseshoe")
+    parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--channels", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--precision", default="bf16", choices=["bf16", "fp32"])
+    parser.add_argument("--mode", default="eager", choices=["eager", "compile"])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=10)
+    args = parser.parse_args()
+    keep_memory_mapped()  # the same allocator setting for every model (PERF-NOTES)
+    device = torch.device(args.device)
+    result = TASKS[args.task](args, device)
+    print(json.dumps({"task": args.task, "model": args.model, "size": args.size, "batch": args.batch,
+                      "precision": args.precision, "mode": args.mode, "device": args.device,
+                      "threads": torch.get_num_threads(), **result}))
+
+
+if __name__ == "__main__":
+    main()

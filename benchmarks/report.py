@@ -1,0 +1,77 @@
+"""The benchmark results as Markdown tables, with ratios against the peers from the same run."""
+
+from __future__ import annotations
+
+
+def _find(results, **match):
+    for r in results:
+        if all(r.get(k) == v for k, v in match.items()) and "error" not in r:
+            return r
+    return None
+
+
+def _fmt(value, digits=1):
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def markdown(meta: dict, results: list[dict]) -> str:
+    peak = _find(results, task="peak") or {}
+    bf16_peak, fp32_peak = peak.get("matmul_bf16_gflops"), max(peak.get("matmul_fp32_gflops", 0),
+                                                                 peak.get("conv1x1_fp32_gflops", 0)) or None
+    lines = [f"# Benchmark: {meta['date']} on {meta['machine']}", "",
+             f"Matmul peak measured in this run: bf16 {_fmt(bf16_peak, 0)} GFLOP/s, float32 "
+             f"{_fmt(peak.get('matmul_fp32_gflops'), 0)} (torch.mm) / {_fmt(peak.get('conv1x1_fp32_gflops'), 0)} "
+             f"(oneDNN 1x1 conv). Percentages are of the bf16 peak for bf16 rows, of the better float32 figure "
+             f"for float32 rows. Medians of timed steps after warm-up; each figure in its own process.", ""]
+
+    lines += ["## Training step (forward + backward + AdamW), matched network, batch 64", "",
+              "| network | size | precision | mode | params (M) | GFLOP/image | images/s | GFLOP/s | % of peak "
+              "| vs diffusers | step memory (MB) | compile (s) |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for size in (32, 64):
+        for precision in ("bf16", "fp32"):
+            for mode in ("eager", "compile"):
+                reference = _find(results, task="train", model="diffusers", size=size, precision=precision, mode=mode)
+                for model in ("horseshoe", "diffusers", "lucidrains"):
+                    r = _find(results, task="train", model=model, size=size, precision=precision, mode=mode)
+                    if r is None:
+                        continue
+                    top = bf16_peak if precision == "bf16" else fp32_peak
+                    share = 100 * r["gflops"] / top if top else None
+                    ratio = r["gflops"] / reference["gflops"] if reference else None
+                    lines.append(f"| {model} | {size} | {precision} | {mode} | {r['params_m']:.2f} | "
+                                 f"{r['train_gflop_per_image']:.2f} | {r['images_per_sec']:.1f} | {r['gflops']:.0f} | "
+                                 f"{_fmt(share, 0)}% | {_fmt(ratio, 2)}x | {r['step_memory_mb']:.0f} | "
+                                 f"{_fmt(r.get('compile_seconds'), 0)} |")
+
+    lines += ["", "## Sampling: DDIM, 50 steps, batch 64, 32x32, bf16 autocast", "",
+              "| network | sampler | images/s | GFLOP/s | vs diffusers | memory (MB) |", "|---|---|---|---|---|---|"]
+    reference = _find(results, task="sample", model="diffusers")
+    sampler = {"horseshoe": "horseshoe.sampling.ddim", "diffusers": "DDIMPipeline",
+               "lucidrains": "GaussianDiffusion.ddim_sample"}
+    for model in ("horseshoe", "diffusers", "lucidrains"):
+        r = _find(results, task="sample", model=model)
+        if r is not None:
+            ratio = r["images_per_sec"] / reference["images_per_sec"] if reference else None
+            lines.append(f"| {model} | {sampler[model]} | {r['images_per_sec']:.2f} | {r['gflops']:.0f} | "
+                         f"{_fmt(ratio, 2)}x | {r['sample_memory_mb']:.0f} |")
+
+    lines += ["", "## horseshoe's default network (the demo's), 1 channel, batch 128", "",
+              "| size | precision | mode | params (M) | GFLOP/image | images/s | GFLOP/s | step memory (MB) "
+              "| compile (s) |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        if r.get("task") == "train" and r.get("model") == "demo" and "error" not in r:
+            lines.append(f"| {r['size']} | {r['precision']} | {r['mode']} | {r['params_m']:.2f} | "
+                         f"{r['train_gflop_per_image']:.2f} | {r['images_per_sec']:.0f} | {r['gflops']:.0f} | "
+                         f"{r['step_memory_mb']:.0f} | {_fmt(r.get('compile_seconds'), 0)} |")
+
+    data = _find(results, task="data")
+    if data:
+        lines += ["", f"Data: {data['render_images_per_sec_one_core']:.0f} built-in 32x32 horseshoes rendered per "
+                      f"second on one core; the loader serves {data['loader_images_per_sec']:.0f} images/s "
+                      f"(batches of {data['batch']}, flips included)."]
+    failed = [r for r in results if "error" in r]
+    if failed:
+        lines += ["", "Not measured:"] + [f"- {' '.join(r['command'])}: {r['error']}" for r in failed]
+    return "\n".join(lines) + "\n"
