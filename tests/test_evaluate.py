@@ -60,7 +60,7 @@ def test_evaluate_errors_name_the_path(run_dir, tmp_path, capsys):
     for args, message in [
         (["--reference", str(tmp_path / "missing")], "image folder '.*missing' does not exist"),
         (["--inception-weights", str(tmp_path / "w.pth")], "Inception weights file '.*w.pth' does not exist"),
-        (["--sweep", "ddim:"], "--sweep entries look like sampler[:steps"),
+        (["--sweep", "ddim:"], r"--sweep entries look like sampler\[:steps"),
     ]:
         assert main(["evaluate", str(run_dir), *FAST, *args]) == 2
         err = capsys.readouterr().err
