@@ -4,6 +4,7 @@ import pytest
 import torch
 from oracles import gaussian_denoiser, ode_endpoint
 
+from horseshoe.config import SampleConfig
 from horseshoe.diffusion import Denoiser, make_schedule
 from horseshoe.sampling import (
     SAMPLERS,
@@ -225,3 +226,17 @@ def test_clip_x0_bounds_the_prediction():
     records = list(iterate("ddim", denoiser, x_T, SamplerConfig(num_steps=10, clip_x0=True), g))
     assert all(r.x0_hat.abs().max() <= 1.0 for r in records)
     assert records[-1].x_prev.abs().max() <= 1.0 + 1e-12
+
+
+def test_sample_section_fills_in_sampler_options():
+    schedule = make_schedule("cosine", 1000)
+    kept = usable_steps(schedule, -3.0)
+    section = SampleConfig(sampler="dpmpp_2m", steps=20, spacing="leading", lambda_min=-3.0)
+    own = section.sampler_config(schedule, "dpmpp_2m")
+    assert (own.num_steps, own.spacing, own.lambda_min) == (20, "leading", -3.0)
+    assert section.sampler_config(schedule, "ddim").num_steps == 20
+    assert section.sampler_config(schedule, "ddpm").num_steps == kept  # ddpm in place of the run's sampler
+    assert SampleConfig(sampler="ddpm", steps=50).sampler_config(schedule, "ddpm").num_steps == 50
+    given = section.sampler_config(schedule, "ddim", 7, eta=0.5, spacing="linspace")
+    assert (given.num_steps, given.eta, given.spacing) == (7, 0.5, "linspace")
+    assert SampleConfig(steps=20).sampler_config(make_schedule("cosine", 10), "ddim").num_steps == 10

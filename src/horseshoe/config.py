@@ -164,11 +164,12 @@ class SampleConfig:
 
     def sampler_config(self, schedule: NoiseSchedule, sampler: str, steps: int | None = None,
                        eta: float | None = None, spacing: str | None = None) -> SamplerConfig:
-        """Options for `sampler`: the given ones over this section's. Without `steps`, ddpm visits every
-        usable timestep and the others take sample.steps (fewer when the schedule has fewer)."""
+        """Options for `sampler`: the given ones over this section's. Without `steps` it takes sample.steps
+        (fewer when the schedule has fewer), except ddpm asked for in place of the run's own sampler:
+        ancestral sampling is meant to visit every usable timestep."""
         usable = usable_steps(schedule, self.lambda_min)
         if steps is None:
-            steps = usable if sampler == "ddpm" else min(self.steps, usable)
+            steps = usable if sampler == "ddpm" != self.sampler else min(self.steps, usable)
         return SamplerConfig(num_steps=steps, spacing=spacing or self.spacing, eta=self.eta if eta is None else eta,
                              clip_x0=self.clip_x0, variance=self.ddpm_variance, lambda_min=self.lambda_min)
 

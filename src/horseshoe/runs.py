@@ -44,7 +44,7 @@ class LoadedRun:
 
     def sampler(self, name: str | None = None, steps: int | None = None, eta: float | None = None,
                 spacing: str | None = None) -> tuple[str, SamplerConfig]:
-        """A sampler name and options: the given ones over the run's sample section (ddpm: every step)."""
+        """A sampler name and options: the given ones over the run's sample section (SampleConfig.sampler_config)."""
         name = name or self.config.sample.sampler
         get_sampler(name)  # a one-line error for unknown names
         return name, self.config.sample.sampler_config(self.denoiser.schedule, name, steps, eta, spacing)
