@@ -74,7 +74,7 @@ def draw_pictures(out: Path, config: Config, count: int = 64, seed: int = 0) -> 
     numbers = {"sampler": f"{name}, {sampler_config.num_steps} steps",
                "sampling seconds (64 images)": round(time.perf_counter() - started, 2)}
     save_samples(samples, out / "samples")
-    if config.data.path is None and config.data.style == "silhouette" and config.data.channels == 1:
+    if config.data.is_builtin_silhouette:
         numbers["horseshoe rate (geometric check)"] = horseshoe_rate(samples / 255.0)
     scale = display_scale(config.data.height)
     data = build_dataset(config.data).get_batch(np.arange(4))

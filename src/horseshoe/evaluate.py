@@ -80,6 +80,17 @@ def _images(dataset, indices: np.ndarray) -> torch.Tensor:
     return to_model_range(dataset.get_batch(indices))
 
 
+def _subset(dataset, limit: int, seed: int) -> torch.Tensor:
+    """All of a dataset's images, or a seeded choice of `limit` of them when it has more."""
+    n = len(dataset)
+    return _images(dataset, np.arange(n) if n <= limit else np.random.default_rng(seed).choice(n, limit, replace=False))
+
+
+def _builtin(d: DataConfig, start: int, count: int) -> torch.Tensor:
+    """Built-in horseshoes start .. start+count-1 of the endless stream with the run's data settings."""
+    return _images(Horseshoes(dataclasses.replace(d, count=None)), np.arange(start, start + count))
+
+
 def reference_sets(config: Config, options: EvalOptions) -> tuple[torch.Tensor, torch.Tensor | None, str]:
     """(reference images, held-out images or None, description). The reference defaults to the training data.
 
@@ -92,17 +103,13 @@ def reference_sets(config: Config, options: EvalOptions) -> tuple[torch.Tensor, 
             ref_config = dataclasses.replace(d, path=None, count=options.count, seed=d.seed + 1)
         else:
             ref_config = dataclasses.replace(d, path=options.reference)
-        dataset = build_dataset(ref_config)
-        n = len(dataset)
-        images = _images(dataset, np.arange(n) if n <= options.count else
-                         np.random.default_rng(options.seed).choice(n, options.count, replace=False))
+        images = _subset(build_dataset(ref_config), options.count, options.seed)
         return images, images[:options.heldout], f"--reference {options.reference} ({images.shape[0]} images)"
     training = training_images(config, options.count, options.seed)
     heldout = None
     if d.path is None:
         start = d.count if d.count is not None else 10**9  # the stream: far beyond any training position
-        heldout = _images(Horseshoes(dataclasses.replace(d, count=None)),
-                          np.arange(start, start + options.heldout))
+        heldout = _builtin(d, start, options.heldout)
     return training, heldout, f"the run's training data ({training.shape[0]} images)"
 
 
@@ -110,12 +117,8 @@ def training_images(config: Config, limit: int, seed: int) -> torch.Tensor:
     """Up to `limit` images of the run's training data (a seeded subset when there are more)."""
     d = config.data
     if d.path is None:
-        n = limit if d.count is None else min(limit, d.count)
-        return _images(Horseshoes(dataclasses.replace(d, count=None)), np.arange(n))
-    dataset = build_dataset(d)
-    n = len(dataset)
-    chosen = np.arange(n) if n <= limit else np.random.default_rng(seed).choice(n, limit, replace=False)
-    return _images(dataset, chosen)
+        return _builtin(d, 0, limit if d.count is None else min(limit, d.count))
+    return _subset(build_dataset(d), limit, seed)
 
 
 def real_floor(config: Config, options: EvalOptions) -> torch.Tensor | None:
@@ -124,7 +127,7 @@ def real_floor(config: Config, options: EvalOptions) -> torch.Tensor | None:
     if d.path is not None or options.reference is not None:
         return None
     start = (d.count if d.count is not None else 10**9) + 10**6  # past the held-out images too
-    return _images(Horseshoes(dataclasses.replace(d, count=None)), np.arange(start, start + options.count))
+    return _builtin(d, start, options.count)
 
 
 def nearest_picture(samples: torch.Tensor, training: torch.Tensor, result: NoveltyResult, path: Path,
@@ -137,15 +140,10 @@ def nearest_picture(samples: torch.Tensor, training: torch.Tensor, result: Novel
     return save_png(grid, path)
 
 
-def _data_config_for_novelty(d: DataConfig) -> dict:
-    return {"hflip": d.hflip, "vflip": d.vflip, "rot90": d.rot90}
-
-
 def quality(samples: torch.Tensor, reference: SWDReference, config: Config) -> dict:
     """SWD and, for the built-in silhouettes, the horseshoe rate."""
     out = reference.distance(samples).as_dict()
-    d = config.data
-    if d.path is None and d.style == "silhouette" and d.channels == 1:
+    if config.data.is_builtin_silhouette:
         out["horseshoe_rate"] = horseshoe_rate(to_uint8(samples) / 255.0)
     return out
 
@@ -190,7 +188,8 @@ def evaluate(run_dir: str | Path, options: EvalOptions, weights: str = "ema") ->
         result["quality"]["swd_x1e3_floor"] = swd_reference.distance(floor).mean
 
     training = training_images(run.config, 10_000, options.seed)
-    found = novelty(samples, training, **_data_config_for_novelty(run.config.data), seed=options.seed)
+    d = run.config.data
+    found = novelty(samples, training, d.hflip, d.vflip, d.rot90, seed=options.seed)
     result["novelty"] = found.as_dict()
     nearest_picture(samples, training, found, out_dir / "nearest.png")
 

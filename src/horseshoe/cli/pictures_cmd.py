@@ -63,7 +63,7 @@ def register(subparsers) -> None:
     p.add_argument("--hold", type=float, default=2.0, help="seconds the final frame stays up")
     p.add_argument("--with-x0", action="store_true", help="show the predicted x0 beside x_t")
     p.add_argument("--out", default="sampling.gif", help="GIF to write (an MP4 goes beside it)")
-    add_sampler_options(p, steps_help="100, or T for ddpm")
+    add_sampler_options(p, steps_help="100; for ddpm, as for sample")
     p.set_defaults(run_command=run_animate)
 
     p = add_command(subparsers, "schedule", "plot alpha_bar_t and the signal-to-noise ratio of the schedules",

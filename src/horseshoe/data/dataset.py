@@ -65,6 +65,11 @@ class DataConfig:
     def width(self) -> int:
         return self.image_size[1] if isinstance(self.image_size, tuple) else self.image_size
 
+    @property
+    def is_builtin_silhouette(self) -> bool:
+        """The built-in one-channel horseshoe silhouettes: the data metrics.shape can check samples against."""
+        return self.path is None and self.style == "silhouette" and self.channels == 1
+
 
 class Dataset(Protocol):
     """What the loader needs: a length (None for an endless stream) and batches of uint8 (N, H, W, C)."""

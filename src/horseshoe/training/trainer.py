@@ -208,13 +208,17 @@ class Trainer:
         from horseshoe.data.transforms import to_uint8
         from horseshoe.viz.grid import display_scale, make_grid, save_png
 
+        images = self._ema_samples(min(count, self.config.sample.count))
+        return save_png(make_grid(to_uint8(images), scale=display_scale(self.config.data.height)), path)
+
+    def _ema_samples(self, count: int) -> torch.Tensor:
+        """`count` samples from the EMA weights with the run's sampler settings and seed."""
         sc, d = self.config.sample, self.config.data
         denoiser = Denoiser(self.ema.model, self.schedule, self.config.diffusion.prediction)
         sampler_config = sc.sampler_config(self.schedule, sc.sampler)
         with autocast(self.device, self.precision):
-            images = generate(sc.sampler, denoiser, min(count, sc.count), (d.channels, d.height, d.width),
-                              sampler_config, seed=sc.seed, device=self.device)
-        return save_png(make_grid(to_uint8(images), scale=display_scale(d.height)), path)
+            return generate(sc.sampler, denoiser, count, (d.channels, d.height, d.width), sampler_config,
+                            seed=sc.seed, device=self.device)
 
     def quick_eval(self, count: int = 64) -> dict:
         """A small evaluation of the EMA weights (train.eval_every): SWD and novelty only.
@@ -231,12 +235,7 @@ class Trainer:
             images = training_images(self.config, 256, self.config.train.seed)
             self._eval_reference = (SWDReference(images, seed=self.config.train.seed), images)
         reference, images = self._eval_reference
-        sc, d = self.config.sample, self.config.data
-        denoiser = Denoiser(self.ema.model, self.schedule, self.config.diffusion.prediction)
-        sampler_config = sc.sampler_config(self.schedule, sc.sampler)
-        with autocast(self.device, self.precision):
-            samples = generate(sc.sampler, denoiser, count, (d.channels, d.height, d.width), sampler_config,
-                               seed=sc.seed, device=self.device)
+        samples, d = self._ema_samples(count), self.config.data
         found = novelty(samples, images, d.hflip, d.vflip, d.rot90).as_dict()
         return {"step": self.step, "swd": reference.distance(samples).mean,
                 "near_copy_fraction": found["near_copy_fraction"], "nn_ratio_median": found["nn_ratio_median"],
