@@ -12,6 +12,14 @@ from horseshoe.config import Config, build_config
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Show defaults, keep the examples' line breaks."""
 
+    def _get_help_string(self, action: argparse.Action) -> str:
+        # A help text that already says its default ('default: the run's ...') or an option without
+        # one (None, a False flag, an empty list) would otherwise end in '(default: None)' and the like.
+        text = action.help or ""
+        if "default" in text or action.default is None or action.default is False or action.default == []:
+            return text
+        return super()._get_help_string(action)
+
 
 class Parser(argparse.ArgumentParser):
     """argparse whose usage errors are one line ('horseshoe CMD: error: ...') with exit status 2."""
