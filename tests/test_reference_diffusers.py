@@ -85,6 +85,32 @@ def test_dpmpp_2m_matches_diffusers(spacing, num_steps):
         torch.testing.assert_close(record.x_prev, x, rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("num_steps", [10, 20])
+def test_dpmpp_2m_sde_matches_diffusers(num_steps):
+    # diffusers' sde-dpmsolver++ (midpoint) on our timesteps, fed the same per-step noise: our sampler
+    # draws it from the generator, so a second generator with the same seed replays it.
+    schedule = make_schedule("cosine", T)
+    model_fn = make_model(schedule)
+    ref = schedulers.DPMSolverMultistepScheduler(
+        num_train_timesteps=T, trained_betas=schedule.betas.numpy(), algorithm_type="sde-dpmsolver++",
+        solver_order=2, solver_type="midpoint", final_sigmas_type="zero", steps_offset=0,
+        prediction_type="epsilon", lower_order_final=True)
+    float64_tables(ref, schedule)
+    ours = list(iterate("dpmpp_2m_sde", Denoiser(model_fn, schedule), start(), SamplerConfig(num_steps),
+                        torch.Generator().manual_seed(3)))
+    ref.set_timesteps(timesteps=[r.t for r in ours])
+    abar = schedule.alpha_bars[ref.timesteps]
+    ref.sigmas = torch.cat([((1 - abar) / abar).sqrt(), abar.new_zeros(1)])
+    replay = torch.Generator().manual_seed(3)
+    x = start()
+    for i, record in enumerate(ours):
+        t = torch.tensor([record.t])
+        noise = torch.randn(x.shape, generator=replay, dtype=torch.float64) if i + 1 < len(ours) else None
+        x = ref.step(model_fn(x, t.expand(x.shape[0])), record.t, x, variance_noise=noise,
+                     generator=torch.Generator().manual_seed(0)).prev_sample.double()
+        torch.testing.assert_close(record.x_prev, x, rtol=0, atol=1e-5)
+
+
 @pytest.mark.parametrize("lambda_min", [-4.0, -3.0, -1.5])
 def test_lambda_min_starts_where_diffusers_does(lambda_min):
     # Our lambda_min is diffusers' lambda_min_clipped (DPMSolverMultistepScheduler): both start at the

@@ -145,6 +145,7 @@ class SampleConfig:
     seed: int = 0
     ddpm_variance: str = "posterior"
     lambda_min: float | None = None  # start where the half log-SNR reaches this (see sampling.timesteps)
+    rho: float = 3.0  # the karras spacing's exponent (see sampling.timesteps)
 
     def __post_init__(self) -> None:
         from horseshoe.sampling import SAMPLERS
@@ -161,6 +162,8 @@ class SampleConfig:
             raise ValueError(f"sample.ddpm_variance must be one of {', '.join(DDPM_VARIANCES)}")
         if self.lambda_min is not None and not -1e3 < self.lambda_min < 1e3:
             raise ValueError(f"sample.lambda_min must be a finite number (or omitted), got {self.lambda_min}")
+        if not 0 < self.rho < 1e3:
+            raise ValueError(f"sample.rho must be a positive number, got {self.rho}")
 
     def sampler_config(self, schedule: NoiseSchedule, sampler: str, steps: int | None = None,
                        eta: float | None = None, spacing: str | None = None) -> SamplerConfig:
@@ -171,7 +174,8 @@ class SampleConfig:
         if steps is None:
             steps = usable if sampler == "ddpm" != self.sampler else min(self.steps, usable)
         return SamplerConfig(num_steps=steps, spacing=spacing or self.spacing, eta=self.eta if eta is None else eta,
-                             clip_x0=self.clip_x0, variance=self.ddpm_variance, lambda_min=self.lambda_min)
+                             clip_x0=self.clip_x0, variance=self.ddpm_variance, lambda_min=self.lambda_min,
+                             rho=self.rho)
 
 
 @dataclass(frozen=True)

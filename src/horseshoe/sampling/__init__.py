@@ -15,7 +15,7 @@ import torch
 from horseshoe.diffusion.denoiser import Denoiser
 from horseshoe.sampling.ddim import ddim, ddim_invert
 from horseshoe.sampling.ddpm import ddpm
-from horseshoe.sampling.dpm_solver import dpmpp_2m
+from horseshoe.sampling.dpm_solver import dpmpp_2m, dpmpp_2m_sde
 from horseshoe.sampling.record import SamplerConfig, StepRecord
 from horseshoe.sampling.timesteps import make_timesteps, sampler_timesteps
 
@@ -25,6 +25,7 @@ SAMPLERS: dict[str, Sampler] = {
     "ddpm": ddpm,
     "ddim": ddim,
     "dpmpp_2m": dpmpp_2m,
+    "dpmpp_2m_sde": dpmpp_2m_sde,
 }
 
 

@@ -1,4 +1,5 @@
-"""DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2): a second-order multistep solver for 10-25 steps."""
+"""DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2) and its SDE variant: second-order multistep solvers
+for 10-25 steps, deterministic (the probability-flow ODE) and stochastic (the reverse SDE)."""
 
 from __future__ import annotations
 
@@ -13,17 +14,19 @@ from horseshoe.sampling.timesteps import sampler_timesteps
 
 
 @torch.no_grad()
-def dpmpp_2m(
-    denoiser: Denoiser, x_T: torch.Tensor, config: SamplerConfig, generator: torch.Generator
+def _multistep(
+    denoiser: Denoiser, x_T: torch.Tensor, config: SamplerConfig, generator: torch.Generator, stochastic: bool
 ) -> Iterator[StepRecord]:
-    """Integrate the probability-flow ODE in log-SNR time, reusing the previous step's x0_hat.
+    """The shared loop: one network evaluation per step, the previous step's x0_hat reused.
 
     Notation: alpha_t = sqrt(abar_t), sigma_t = sqrt(1 - abar_t), lambda_t = log(alpha_t / sigma_t)
               step from s to t: h = lambda_t - lambda_s; previous step's length h_prev; r = h_prev / h
               D = x0_hat(x_s, s) (first step)  or  (1 + 1/(2r)) x0_hat_s - 1/(2r) x0_hat_prev
-    x_t = (sigma_t / sigma_s) x_s - alpha_t (exp(-h) - 1) D                             # Eq. 9 / Alg. 2
-    The last step goes to clean data (sigma = 0), where the first-order update is x = x0_hat, as in
-    diffusers' DPMSolverMultistepScheduler with final_sigmas_type='zero'. generator is unused.
+    ODE: x_t = (sigma_t / sigma_s) x_s - alpha_t (exp(-h) - 1) D                            # Eq. 9 / Alg. 2
+    SDE: x_t = (sigma_t / sigma_s) exp(-h) x_s + alpha_t (1 - exp(-2h)) D
+               + sigma_t sqrt(1 - exp(-2h)) z,  z ~ N(0, I)                  # Lu et al. 2022, App. (SDE-DPM-Solver++)
+    The last step goes to clean data (sigma = 0), where both first-order updates give x = x0_hat, as in
+    diffusers' DPMSolverMultistepScheduler with final_sigmas_type='zero'.
     """
     schedule = denoiser.schedule
     timesteps = sampler_timesteps(schedule, config)
@@ -47,7 +50,30 @@ def dpmpp_2m(
             else:
                 r = h_prev / h
                 d = (1 + 1 / (2 * r)) * pred.x0 - (1 / (2 * r)) * x0_prev
-            x_next = (sigma_t / sigma_s) * x - alpha_t * math.expm1(-h) * d
+            if stochastic:
+                z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+                x_next = ((sigma_t / sigma_s) * math.exp(-h)) * x - alpha_t * math.expm1(-2 * h) * d \
+                    + (sigma_t * math.sqrt(-math.expm1(-2 * h))) * z
+            else:
+                x_next = (sigma_t / sigma_s) * x - alpha_t * math.expm1(-h) * d
             h_prev = h
         yield StepRecord(index=i, t=s, x_t=x, x0_hat=pred.x0, x_prev=x_next)
         x, x0_prev = x_next, pred.x0
+
+
+def dpmpp_2m(
+    denoiser: Denoiser, x_T: torch.Tensor, config: SamplerConfig, generator: torch.Generator
+) -> Iterator[StepRecord]:
+    """DPM-Solver++(2M): integrate the probability-flow ODE in log-SNR time. generator is unused."""
+    return _multistep(denoiser, x_T, config, generator, stochastic=False)
+
+
+def dpmpp_2m_sde(
+    denoiser: Denoiser, x_T: torch.Tensor, config: SamplerConfig, generator: torch.Generator
+) -> Iterator[StepRecord]:
+    """SDE-DPM-Solver++(2M): the same steps on the reverse SDE, fresh noise each step but the last.
+
+    Its first-order step is exactly DDPM's ancestral step with the posterior variance (DDIM, eta = 1);
+    the injected noise corrects part of an imperfect model's error, as in ancestral sampling.
+    """
+    return _multistep(denoiser, x_T, config, generator, stochastic=True)

@@ -6,6 +6,12 @@ The three spacings as defined in diffusers (Lin et al. 2023, Table 2), for T=100
   linspace: round(linspace(0, T-1, N)), reversed -> 999, 888, ..., 0
 'trailing' is the default: it starts from t = T-1, so sampling begins where training's noise ends.
 
+'karras' spaces the steps in noise level instead of t (Karras et al. 2022, Eq. 5): with
+sigma_t = sqrt((1 - abar_t) / abar_t), the i-th of N levels is
+  sigma_i = (sigma_max^(1/rho) + i/(N-1) (sigma_min^(1/rho) - sigma_max^(1/rho)))^rho
+from the noisiest kept timestep down to t = 0, each level mapped to the timestep nearest in log sigma.
+A larger rho puts more steps at low noise (rho = 7 in the paper); rho = 1 is uniform in sigma.
+
 lambda_min (diffusers' lambda_min_clipped) leaves out the timesteps whose half log-SNR
 lambda_t = log(sqrt(abar_t) / sqrt(1 - abar_t)) is below it, and spaces the steps over the rest:
 sampling then starts from pure noise at the noisiest kept level. With the cosine schedule the last
@@ -34,8 +40,33 @@ def make_timesteps(num_train_steps: int, num_steps: int | None, spacing: str = "
         steps = (np.arange(0, n) * (T // n)).round()[::-1].astype(np.int64)
     elif spacing == "linspace":
         steps = np.linspace(0, T - 1, n).round()[::-1].astype(np.int64)
+    elif spacing == "karras":
+        raise ValueError("the karras spacing depends on the noise schedule: use sampler_timesteps")
     else:
         raise ValueError(f"unknown timestep spacing {spacing!r}; choose one of {', '.join(SPACINGS)}")
+    return [int(s) for s in steps]
+
+
+def karras_timesteps(schedule: NoiseSchedule, usable: int, num_steps: int, rho: float) -> list[int]:
+    """Descending timesteps in 0..usable-1 at the noise levels of Karras et al. Eq. 5 (see the module doc).
+
+    Levels that land on one timestep (where sigma_t changes fast between timesteps: at the cosine
+    schedule's noisy end, and near t = 0 for large rho) are pushed apart, so a sampler never takes a
+    zero-length step: down from the noisy end, then back up from t = 0 for any pushed below it.
+    """
+    if not 1 <= num_steps <= usable:
+        raise ValueError(f"num_steps must be between 1 and {usable}, got {num_steps}")
+    abar = schedule.alpha_bars[:usable].double().numpy()
+    log_sigma = 0.5 * (np.log1p(-abar) - np.log(abar))  # increasing with t
+    sigma_min, sigma_max = np.exp(log_sigma[0]), np.exp(log_sigma[-1])
+    ramp = np.linspace(0.0, 1.0, num_steps)
+    levels = (sigma_max ** (1 / rho) + ramp * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))) ** rho
+    steps = np.abs(log_sigma[None, :] - np.log(levels)[:, None]).argmin(axis=1)
+    for i in range(1, num_steps):
+        steps[i] = min(steps[i], steps[i - 1] - 1)
+    steps[-1] = max(steps[-1], 0)
+    for i in range(num_steps - 2, -1, -1):
+        steps[i] = max(steps[i], steps[i + 1] + 1)
     return [int(s) for s in steps]
 
 
@@ -56,4 +87,7 @@ def sampler_timesteps(schedule: NoiseSchedule, config: SamplerConfig) -> list[in
     if config.num_steps is not None and usable < config.num_steps <= schedule.num_steps:
         raise ValueError(f"{config.num_steps} steps is more than the {usable} timesteps with lambda_t >= "
                          f"lambda_min={config.lambda_min}; take fewer steps or lower lambda_min")
+    if config.spacing == "karras":
+        n = usable if config.num_steps is None else config.num_steps
+        return karras_timesteps(schedule, usable, n, config.rho)
     return make_timesteps(usable, config.num_steps, config.spacing)
