@@ -4,7 +4,7 @@ from torch import nn
 
 from horseshoe.diffusion import make_schedule, q_sample
 from horseshoe.models import UNet, UNetConfig
-from horseshoe.models.layers import timestep_embedding
+from horseshoe.models.layers import CPU_MATMUL_ATTENTION_MAX_LEN, attention, timestep_embedding
 
 
 def tiny(channels=3, **overrides):
@@ -112,3 +112,26 @@ def test_bad_sizes_and_configs():
         UNetConfig(base_channels=48, channel_mults=(1,), attention_levels=())
     with pytest.raises(ValueError, match=r"attention_levels \[4\] out of range for 4 levels"):
         UNetConfig(attention_levels=(4,))
+
+
+@pytest.mark.parametrize("length", [16, 256, CPU_MATMUL_ATTENTION_MAX_LEN + 1])
+def test_attention_matches_the_definition_in_bf16(length):
+    # Up to CPU_MATMUL_ATTENTION_MAX_LEN positions bf16 takes the two-matmul path, beyond it the
+    # fused kernel; both must give softmax(q k^T / sqrt(d)) v, computed here in float64, and its
+    # gradients, to bf16 accuracy (8 mantissa bits: ~4e-3 relative per rounding).
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 2, length, 32, generator=g, dtype=torch.float64) for _ in range(3))
+    grad_out = torch.randn(2, 2, length, 32, generator=g, dtype=torch.float64)
+
+    def reference(q, k, v):
+        return torch.softmax(q @ k.transpose(-1, -2) / 32**0.5, dim=-1) @ v
+
+    results = []
+    for fn, dtype in [(reference, torch.float64), (attention, torch.bfloat16)]:
+        inputs = [x.detach().to(dtype).requires_grad_() for x in (q, k, v)]
+        out = fn(*inputs)
+        out.backward(grad_out.to(dtype))
+        results.append([out.double()] + [x.grad.double() for x in inputs])
+    for expected, got in zip(*results):
+        scale = expected.abs().max().item()
+        assert (got - expected).abs().max().item() < 0.03 * scale
