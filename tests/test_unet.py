@@ -132,6 +132,6 @@ def test_attention_matches_the_definition_in_bf16(length):
         out = fn(*inputs)
         out.backward(grad_out.to(dtype))
         results.append([out.double()] + [x.grad.double() for x in inputs])
-    for expected, got in zip(*results):
+    for expected, got in zip(*results, strict=True):
         scale = expected.abs().max().item()
         assert (got - expected).abs().max().item() < 0.03 * scale

@@ -41,7 +41,8 @@ def add_sampler_options(parser: argparse.ArgumentParser, steps_help: str = "the 
     parser.add_argument("--sampler", help=f"one of {', '.join(SAMPLERS)} (default: the run's sample.sampler)")
     parser.add_argument("--steps", type=positive_int, help=f"network evaluations (default: {steps_help})")
     parser.add_argument("--eta", type=float, help="DDIM noise scale, 0 = deterministic (default: the run's sample.eta)")
-    parser.add_argument("--spacing", help="timestep spacing: trailing, leading, linspace or karras (default: the run's)")
+    parser.add_argument("--spacing",
+                        help="timestep spacing: trailing, leading, linspace or karras (default: the run's)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the initial noise")
     parser.add_argument("--weights", default="ema", help="'ema' (averaged) or 'model' (raw) weights")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
