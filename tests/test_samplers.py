@@ -224,10 +224,10 @@ def test_karras_spacing_follows_eq_5(rho):
     n = 12
     steps = sampler_timesteps(schedule, SamplerConfig(num_steps=n, spacing="karras", rho=rho, lambda_min=-3.0))
     assert steps[0] == kept - 1 and steps[-1] == 0
-    assert all(a > b for a, b in zip(steps, steps[1:]))
+    assert all(a > b for a, b in zip(steps, steps[1:], strict=False))
     ramp = torch.linspace(0, 1, n, dtype=torch.float64)
     levels = (sigma[kept - 1] ** (1 / rho) + ramp * (sigma[0] ** (1 / rho) - sigma[kept - 1] ** (1 / rho))) ** rho
-    for t, level in zip(steps[1:-1], levels[1:-1]):
+    for t, level in zip(steps[1:-1], levels[1:-1], strict=True):
         assert sigma[t - 1] <= level <= sigma[t + 1]
     # A larger rho moves steps to low noise: count those in the cleaner half against rho = 1's.
     uniform = sampler_timesteps(schedule, SamplerConfig(num_steps=n, spacing="karras", rho=1.0, lambda_min=-3.0))
@@ -242,7 +242,7 @@ def test_karras_spacing_never_repeats_a_timestep():
     assert karras_timesteps(schedule, 50, 50, 7.0) == list(range(49, -1, -1))
     for schedule, n in [(make_schedule("linear", 50), 40), (make_schedule("cosine", 200), 7)]:
         steps = karras_timesteps(schedule, schedule.num_steps, n, 7.0)  # cosine: the noisy end collides
-        assert len(steps) == n and all(a > b >= 0 for a, b in zip(steps, steps[1:]))
+        assert len(steps) == n and all(a > b >= 0 for a, b in zip(steps, steps[1:], strict=False))
         assert steps[0] == schedule.num_steps - 1 and steps[-1] == 0
     with pytest.raises(ValueError, match="karras spacing depends on the noise schedule"):
         make_timesteps(50, 10, "karras")
@@ -309,4 +309,4 @@ def test_sample_section_fills_in_sampler_options():
     assert SampleConfig(sampler="ddpm", steps=50).sampler_config(schedule, "ddpm").num_steps == 50
     given = section.sampler_config(schedule, "ddim", 7, eta=0.5, spacing="linspace")
     assert (given.num_steps, given.eta, given.spacing) == (7, 0.5, "linspace")
-    assert SampleConfig(steps=20).sampler_config(make_schedule("cosine", 10), "ddim").num_steps == 10
+    assert SampleConfig(steps=20, lambda_min=None).sampler_config(make_schedule("cosine", 10), "ddim").num_steps == 10

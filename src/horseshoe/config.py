@@ -136,15 +136,15 @@ class TrainConfig:
 class SampleConfig:
     """How the run draws its sample grids (and the defaults of `horseshoe sample`)."""
 
-    sampler: str = "dpmpp_2m"
+    sampler: str = "dpmpp_2m_sde"
     steps: int = 20
     eta: float = 0.0
-    spacing: str = "trailing"
+    spacing: str = "karras"
     clip_x0: bool = True
     count: int = 64
     seed: int = 0
     ddpm_variance: str = "posterior"
-    lambda_min: float | None = None  # start where the half log-SNR reaches this (see sampling.timesteps)
+    lambda_min: float | None = -3.0  # start where the half log-SNR reaches this (see sampling.timesteps)
     rho: float = 3.0  # the karras spacing's exponent (see sampling.timesteps)
 
     def __post_init__(self) -> None:

@@ -10,7 +10,7 @@ from horseshoe.cli.common import add_command, add_sample_set_option, positive_in
 def register(subparsers) -> None:
     p = add_command(subparsers, "evaluate", "measure a run: sample quality (SWD, FID/KID), novelty, held-out "
                     "loss and bits/dim, and quality against sampler steps",
-                    "horseshoe evaluate runs/demo --sweep ddim:10,20,50,100 dpmpp_2m:10,20 ddpm")
+                    "horseshoe evaluate runs/demo --sweep ddim:10,20,50,100 dpmpp_2m:10,20 dpmpp_2m_sde:10,20 ddpm")
     p.add_argument("run", help="run directory or checkpoint directory")
     p.add_argument("--reference", metavar="DATA",
                    help="images to compare with: a folder, or 'horseshoes' for fresh built-in ones "

@@ -27,12 +27,19 @@ from horseshoe.diffusion.schedules import NoiseSchedule
 from horseshoe.sampling.record import SPACINGS, SamplerConfig
 
 
-def make_timesteps(num_train_steps: int, num_steps: int | None, spacing: str = "trailing") -> list[int]:
-    """Descending timesteps in 0..T-1 for a sampler of num_steps steps (None: all T)."""
+def check_num_steps(num_train_steps: int, num_steps: int | None) -> int:
+    """num_steps (None: all T), or a one-line error when it is not an integer in 1..T."""
     T = num_train_steps
     n = T if num_steps is None else num_steps
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= T:
         raise ValueError(f"num_steps must be between 1 and T={T}, got {num_steps}")
+    return int(n)
+
+
+def make_timesteps(num_train_steps: int, num_steps: int | None, spacing: str = "trailing") -> list[int]:
+    """Descending timesteps in 0..T-1 for a sampler of num_steps steps (None: all T)."""
+    T = num_train_steps
+    n = check_num_steps(T, num_steps)
     if spacing == "trailing":
         # arange's float step can overshoot by one element (e.g. T=1000, N=3): keep the first N.
         steps = (np.round(np.arange(T, 0, -T / n)).astype(np.int64) - 1)[:n]
@@ -88,6 +95,6 @@ def sampler_timesteps(schedule: NoiseSchedule, config: SamplerConfig) -> list[in
         raise ValueError(f"{config.num_steps} steps is more than the {usable} timesteps with lambda_t >= "
                          f"lambda_min={config.lambda_min}; take fewer steps or lower lambda_min")
     if config.spacing == "karras":
-        n = usable if config.num_steps is None else config.num_steps
-        return karras_timesteps(schedule, usable, n, config.rho)
+        check_num_steps(schedule.num_steps, config.num_steps)
+        return karras_timesteps(schedule, usable, config.num_steps or usable, config.rho)
     return make_timesteps(usable, config.num_steps, config.spacing)
