@@ -60,8 +60,8 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor
 
     In bf16 on CPU, PyTorch's fused kernel (flash attention) is 1.6-4x slower than two bf16 matmuls
     for the short sequences of a small U-Net, forward and backward (measured at B=64, L=16-1024,
-    d=32-128). In float32 the two are even, and on GPUs the fused kernels
-    win, so those, and longer sequences, take the fused kernel, which never holds the L x L weights.
+    d=32-128). In float32 the two are even and on GPUs the fused kernels win, so those, and longer
+    sequences, take the fused kernel, which never holds the L x L weights.
     """
     if q.device.type != "cpu" or q.dtype != torch.bfloat16 or q.shape[-2] > CPU_MATMUL_ATTENTION_MAX_LEN:
         return F.scaled_dot_product_attention(q, k, v)

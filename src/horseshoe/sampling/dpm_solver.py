@@ -24,7 +24,7 @@ def _multistep(
               D = x0_hat(x_s, s) (first step)  or  (1 + 1/(2r)) x0_hat_s - 1/(2r) x0_hat_prev
     ODE: x_t = (sigma_t / sigma_s) x_s - alpha_t (exp(-h) - 1) D                            # Eq. 9 / Alg. 2
     SDE: x_t = (sigma_t / sigma_s) exp(-h) x_s + alpha_t (1 - exp(-2h)) D
-               + sigma_t sqrt(1 - exp(-2h)) z,  z ~ N(0, I)                  # Lu et al. 2022, App. (SDE-DPM-Solver++)
+               + sigma_t sqrt(1 - exp(-2h)) z,  z ~ N(0, I)          # SDE-DPM-Solver++(2M), Lu et al. 2022
     The last step goes to clean data (sigma = 0), where both first-order updates give x = x0_hat, as in
     diffusers' DPMSolverMultistepScheduler with final_sigmas_type='zero'.
     """
@@ -52,8 +52,8 @@ def _multistep(
                 d = (1 + 1 / (2 * r)) * pred.x0 - (1 / (2 * r)) * x0_prev
             if stochastic:
                 z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-                x_next = ((sigma_t / sigma_s) * math.exp(-h)) * x - alpha_t * math.expm1(-2 * h) * d \
-                    + (sigma_t * math.sqrt(-math.expm1(-2 * h))) * z
+                x_next = (((sigma_t / sigma_s) * math.exp(-h)) * x - alpha_t * math.expm1(-2 * h) * d
+                          + (sigma_t * math.sqrt(-math.expm1(-2 * h))) * z)
             else:
                 x_next = (sigma_t / sigma_s) * x - alpha_t * math.expm1(-h) * d
             h_prev = h

@@ -4,7 +4,8 @@ The three spacings as defined in diffusers (Lin et al. 2023, Table 2), for T=100
   trailing: round(arange(T, 0, -T/N)) - 1  -> 999, 899, ..., 99   (starts at the noisiest step)
   leading:  arange(N) * (T // N), reversed -> 900, 800, ..., 0
   linspace: round(linspace(0, T-1, N)), reversed -> 999, 888, ..., 0
-'trailing' is the default: it starts from t = T-1, so sampling begins where training's noise ends.
+'trailing' is SamplerConfig's default: it starts from t = T-1, so sampling begins where training's
+noise ends. A run's sample section defaults to 'karras' with lambda_min = -3 (measured, see README).
 
 'karras' spaces the steps in noise level instead of t (Karras et al. 2022, Eq. 5): with
 sigma_t = sqrt((1 - abar_t) / abar_t), the i-th of N levels is
