@@ -137,7 +137,7 @@ def test_sde_solver_starts_with_the_ancestral_step():
     assert (sde1.x_prev - anc1.x_prev).abs().max() > 1e-3
 
 
-def test_sde_solver_is_second_order_in_distribution():
+def test_sde_solver_beats_the_ancestral_sampler_at_20_steps():
     # On Gaussian data the sample std after 20 linear-schedule steps is off by 0.108 for the
     # first-order ancestral sampler and by 0.013 for SDE-DPM-Solver++(2M) (measured, 200k samples);
     # the bound leaves ~2x margin and the standard error of the std here is 1e-3.
@@ -236,8 +236,8 @@ def test_karras_spacing_follows_eq_5(rho):
 
 
 def test_karras_spacing_never_repeats_a_timestep():
-    # Near t = 0 several levels can round to one timestep; they are pushed apart, so asking for every
-    # timestep returns each exactly once.
+    # Several levels can round to one timestep (near t = 0, and at the cosine schedule's noisy end);
+    # they are pushed apart, so asking for every timestep returns each exactly once.
     schedule = make_schedule("linear", 50)
     assert karras_timesteps(schedule, 50, 50, 7.0) == list(range(49, -1, -1))
     for schedule, n in [(make_schedule("linear", 50), 40), (make_schedule("cosine", 200), 7)]:
