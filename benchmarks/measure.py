@@ -1,6 +1,7 @@
 """One measurement in a fresh process; prints one JSON line. Run by benchmarks/run.py.
 
-Tasks: peak (matmul FLOP/s), train (one optimizer step), sample (DDIM, 50 steps), data (pipeline).
+Tasks: peak (matmul FLOP/s), train (one optimizer step), sample (DDIM, 50 steps), tensors (exact
+peak tensor memory of a bf16 step and forward), data (pipeline).
 Every model is measured the same way: same batch, threads, allocator setting, AdamW (fused where
 PyTorch has it), MSE loss against a fixed target; the median of timed steps after warm-up.
 """
@@ -162,6 +163,34 @@ def sample(args, device) -> dict:
             "peak_rss_mb": rss_mb(), "sample_memory_mb": rss_mb() - baseline}
 
 
+def tensors(args, device) -> dict:
+    """Peak bytes of live tensors (exact, see tensor_memory.py) in one bf16 training step and one forward."""
+    from tensor_memory import LiveTensorBytes
+
+    torch.manual_seed(0)
+    built = build(args, device)
+    model = built.module.to(device).train()
+    x = torch.randn(args.batch, built.channels, args.size, args.size, device=device)
+    t = torch.randint(0, 1000, (args.batch,), device=device)
+    target = torch.randn_like(x)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type in ("cpu", "cuda"))
+
+    def step():
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            loss = (built.forward(x, t).float() - target).pow(2).mean()
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    step()  # optimizer state exists before counting, as it would after the first step of training
+    with LiveTensorBytes() as train_step:
+        step()
+    model.eval()
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16), LiveTensorBytes() as forward:
+        built.forward(x, t)
+    return {"train_tensor_peak_mb": train_step.peak / 2**20, "forward_tensor_peak_mb": forward.peak / 2**20}
+
+
 def data(args, device) -> dict:
     """Built-in horseshoes rendered per second on one core, and the loader's batches per second."""
     import numpy as np
@@ -182,7 +211,7 @@ def data(args, device) -> dict:
             "loader_images_per_sec": args.batch / statistics.median(times)}
 
 
-TASKS = {"peak": peak, "train": train, "sample": sample, "data": data}
+TASKS = {"peak": peak, "train": train, "sample": sample, "tensors": tensors, "data": data}
 
 
 def main() -> None:

@@ -56,6 +56,22 @@ def markdown(meta: dict, results: list[dict]) -> str:
             lines.append(f"| {model} | {sampler[model]} | {r['images_per_sec']:.2f} | {r['gflops']:.0f} | "
                          f"{_fmt(ratio, 2)}x | {r['sample_memory_mb']:.0f} |")
 
+    lines += ["", "## Exact tensor memory: peak bytes of live tensors, bf16 autocast, batch 64", "",
+              "Unlike resident memory above (which moves by up to ±100 MB between identical runs), these are "
+              "exact: activations, saved tensors and gradients (benchmarks/tensor_memory.py).", "",
+              "| network | size | training step (MB) | vs diffusers | forward (MB) | vs diffusers |",
+              "|---|---|---|---|---|---|"]
+    for size in (32, 64):
+        reference = _find(results, task="tensors", model="diffusers", size=size)
+        for model in ("horseshoe", "diffusers", "lucidrains"):
+            r = _find(results, task="tensors", model=model, size=size)
+            if r is None:
+                continue
+            ratios = [r[k] / reference[k] if reference else None
+                      for k in ("train_tensor_peak_mb", "forward_tensor_peak_mb")]
+            lines.append(f"| {model} | {size} | {r['train_tensor_peak_mb']:.0f} | {_fmt(ratios[0], 2)}x | "
+                         f"{r['forward_tensor_peak_mb']:.0f} | {_fmt(ratios[1], 2)}x |")
+
     lines += ["", "## horseshoe's default network (the demo's), 1 channel, batch 128", "",
               "| size | precision | mode | params (M) | GFLOP/image | images/s | GFLOP/s | step memory (MB) "
               "| compile (s) |",
