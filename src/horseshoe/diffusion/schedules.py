@@ -37,6 +37,10 @@ class NoiseSchedule:
         """Signal-to-noise ratio alpha_bar / (1 - alpha_bar) per timestep."""
         return self.alpha_bars / (1.0 - self.alpha_bars)
 
+    def half_log_snr(self) -> torch.Tensor:
+        """lambda_t = log(sqrt(alpha_bar) / sqrt(1 - alpha_bar)) per timestep, DPM-Solver's time variable."""
+        return 0.5 * self.snr().log()
+
 
 def linear_betas(num_steps: int) -> torch.Tensor:
     """Ho et al. 2020: beta from 1e-4 to 0.02 at T=1000, scaled by 1000/T for other T.

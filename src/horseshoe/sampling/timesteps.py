@@ -64,8 +64,7 @@ def karras_timesteps(schedule: NoiseSchedule, usable: int, num_steps: int, rho: 
     """
     if not 1 <= num_steps <= usable:
         raise ValueError(f"num_steps must be between 1 and {usable}, got {num_steps}")
-    abar = schedule.alpha_bars[:usable].double().numpy()
-    log_sigma = 0.5 * (np.log1p(-abar) - np.log(abar))  # increasing with t
+    log_sigma = -schedule.half_log_snr()[:usable].numpy()  # sigma_t = exp(-lambda_t), increasing with t
     sigma_min, sigma_max = np.exp(log_sigma[0]), np.exp(log_sigma[-1])
     ramp = np.linspace(0.0, 1.0, num_steps)
     levels = (sigma_max ** (1 / rho) + ramp * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))) ** rho
@@ -82,7 +81,7 @@ def usable_steps(schedule: NoiseSchedule, lambda_min: float | None) -> int:
     """How many timesteps, from t = 0 up, have lambda_t >= lambda_min (all T when lambda_min is None)."""
     if lambda_min is None:
         return schedule.num_steps
-    half_log_snr = 0.5 * (schedule.alpha_bars.log() - (1 - schedule.alpha_bars).log())
+    half_log_snr = schedule.half_log_snr()
     usable = int((half_log_snr >= lambda_min).sum())
     if usable < 1:
         raise ValueError(f"lambda_min={lambda_min} leaves no timestep (lambda_0 = {float(half_log_snr[0]):.2f})")
