@@ -1,7 +1,7 @@
 """One measurement in a fresh process; prints one JSON line. Run by benchmarks/run.py.
 
 Tasks: peak (matmul FLOP/s), train (one optimizer step), sample (DDIM, 50 steps), tensors (exact
-peak tensor memory of a bf16 step and forward), data (pipeline).
+peak tensor memory of a step and a forward), data (pipeline).
 Every model is measured the same way: same batch, threads, allocator setting, AdamW (fused where
 PyTorch has it), MSE loss against a fixed target; the median of timed steps after warm-up.
 """
@@ -72,15 +72,17 @@ def build(args, device):
     return BUILDERS[args.model](args.size, args.channels)
 
 
-def train(args, device) -> dict:
+def training_setup(args, device):
+    """(built, make_step): the network in train mode and, for a forward function, one optimizer step
+    (MSE against a fixed target, AdamW, args.precision) on a fixed batch."""
     torch.manual_seed(0)
     built = build(args, device)
     model = built.module.to(device).train()
-    channels = built.channels
-    x = torch.randn(args.batch, channels, args.size, args.size, device=device)
+    x = torch.randn(args.batch, built.channels, args.size, args.size, device=device)
     t = torch.randint(0, 1000, (args.batch,), device=device)
     target = torch.randn_like(x)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type in ("cpu", "cuda"))
+
     def make_step(forward):
         def step():
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16"):
@@ -89,6 +91,13 @@ def train(args, device) -> dict:
             opt.step()
             opt.zero_grad(set_to_none=True)
         return step
+
+    return built, make_step
+
+
+def train(args, device) -> dict:
+    built, make_step = training_setup(args, device)
+    model = built.module
 
     # Memory is the high-water mark over everything a step needs beyond the model, its inputs and the
     # Python runtime: activations, gradients, optimizer state (the eager step that counts FLOPs included).
@@ -164,29 +173,19 @@ def sample(args, device) -> dict:
 
 
 def tensors(args, device) -> dict:
-    """Peak bytes of live tensors (exact, see tensor_memory.py) in one bf16 training step and one forward."""
+    """Peak bytes of live tensors (exact, see tensor_memory.py) in one training step and one forward."""
     from tensor_memory import LiveTensorBytes
 
-    torch.manual_seed(0)
-    built = build(args, device)
-    model = built.module.to(device).train()
-    x = torch.randn(args.batch, built.channels, args.size, args.size, device=device)
-    t = torch.randint(0, 1000, (args.batch,), device=device)
-    target = torch.randn_like(x)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type in ("cpu", "cuda"))
-
-    def step():
-        with torch.autocast(device.type, dtype=torch.bfloat16):
-            loss = (built.forward(x, t).float() - target).pow(2).mean()
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-
+    built, make_step = training_setup(args, device)
+    step = make_step(built.forward)
     step()  # optimizer state exists before counting, as it would after the first step of training
     with LiveTensorBytes() as train_step:
         step()
-    model.eval()
-    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16), LiveTensorBytes() as forward:
+    built.module.eval()
+    x = torch.randn(args.batch, built.channels, args.size, args.size, device=device)
+    t = torch.randint(0, 1000, (args.batch,), device=device)
+    bf16 = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
+    with torch.inference_mode(), bf16, LiveTensorBytes() as forward:
         built.forward(x, t)
     return {"train_tensor_peak_mb": train_step.peak / 2**20, "forward_tensor_peak_mb": forward.peak / 2**20}
 
