@@ -1,7 +1,7 @@
 """One measurement in a fresh process; prints one JSON line. Run by benchmarks/run.py.
 
 Tasks: peak (matmul FLOP/s), train (one optimizer step), sample (DDIM, 50 steps), tensors (exact
-peak tensor memory of a step and a forward), data (pipeline).
+peak tensor memory of a step and a forward), convs (the network's convolutions alone), data (pipeline).
 Every model is measured the same way: same batch, threads, allocator setting, AdamW (fused where
 PyTorch has it), MSE loss against a fixed target; the median of timed steps after warm-up.
 """
@@ -190,6 +190,24 @@ def tensors(args, device) -> dict:
     return {"train_tensor_peak_mb": train_step.peak / 2**20, "forward_tensor_peak_mb": forward.peak / 2**20}
 
 
+def convs(args, device) -> dict:
+    """Seconds the network's convolutions take alone (conv_floor.py), for a training step (forward and
+    backward) and a forward pass, in the contiguous layout the networks use and in channels_last."""
+    from conv_floor import conv_calls, replay_seconds
+
+    torch.manual_seed(0)
+    built = build(args, device)
+    model = built.module.to(device)
+    x = torch.randn(args.batch, built.channels, args.size, args.size, device=device)
+    t = torch.randint(0, 1000, (args.batch,), device=device)
+    calls = conv_calls(model, built.forward, x, t)
+    out = {"conv_calls": len(calls), "conv_forward_gflop_per_image": sum(c.flops() for c in calls) / args.batch / 1e9}
+    for layout, memory_format in (("contiguous", torch.contiguous_format), ("channels_last", torch.channels_last)):
+        for name, train in (("train", True), ("forward", False)):
+            out[f"conv_{name}_seconds_{layout}"] = replay_seconds(calls, train, memory_format, device, args.repeats)
+    return out
+
+
 def data(args, device) -> dict:
     """Built-in horseshoes rendered per second on one core, and the loader's batches per second."""
     import numpy as np
@@ -210,7 +228,7 @@ def data(args, device) -> dict:
             "loader_images_per_sec": args.batch / statistics.median(times)}
 
 
-TASKS = {"peak": peak, "train": train, "sample": sample, "tensors": tensors, "data": data}
+TASKS = {"peak": peak, "train": train, "sample": sample, "tensors": tensors, "convs": convs, "data": data}
 
 
 def main() -> None:

@@ -14,6 +14,41 @@ def _fmt(value, digits=1):
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+def _conv_floor(results: list[dict]) -> list[str]:
+    """The convolutions-alone table (benchmarks/conv_floor.py) and the ratio it bounds."""
+    rows, steps = [], {}
+    for model in ("horseshoe", "diffusers"):
+        r = _find(results, task="convs", model=model, size=32)
+        train = _find(results, task="train", model=model, size=32, precision="bf16", mode="eager")
+        sample = _find(results, task="sample", model=model)
+        if r is None or train is None or sample is None:
+            continue
+        steps[model] = (train["batch"] / train["images_per_sec"], sample["seconds_per_batch"] / 50)
+        step, forward = steps[model]
+        train_convs, forward_convs = r["conv_train_seconds_contiguous"], r["conv_forward_seconds_contiguous"]
+        rows.append(f"| {model} | {step:.3f} | {train_convs:.3f} ({100 * train_convs / step:.0f}%) | "
+                    f"{r['conv_train_seconds_channels_last']:.3f} | {forward:.3f} | "
+                    f"{forward_convs:.3f} ({100 * forward_convs / forward:.0f}%) | "
+                    f"{r['conv_forward_seconds_channels_last']:.3f} |")
+    if not rows:
+        return []
+    lines = ["", "## The floor: each network's convolutions alone, bf16, batch 64, 32x32", "",
+             "Every convolution one forward pass makes, replayed alone with the same shapes (forward and backward "
+             "for training): the time a step would take if everything else took none.", "",
+             "| network | training step (s) | its convolutions alone (s) | in channels_last (s) "
+             "| sampling step (s) | its convolutions alone (s) | in channels_last (s) |",
+             "|---|---|---|---|---|---|---|", *rows]
+    ours = _find(results, task="convs", model="horseshoe", size=32)
+    if ours and "diffusers" in steps:
+        train_step, forward = steps["diffusers"]
+        lines += ["", f"So against diffusers' measured steps, horseshoe's training can be at most "
+                      f"{train_step / ours['conv_train_seconds_contiguous']:.2f}x faster with these convolutions "
+                      f"({train_step / ours['conv_train_seconds_channels_last']:.2f}x in channels_last), and its "
+                      f"sampling at most {forward / ours['conv_forward_seconds_contiguous']:.2f}x "
+                      f"({forward / ours['conv_forward_seconds_channels_last']:.2f}x)."]
+    return lines
+
+
 def markdown(meta: dict, results: list[dict]) -> str:
     peak = _find(results, task="peak") or {}
     bf16_peak, fp32_peak = peak.get("matmul_bf16_gflops"), max(peak.get("matmul_fp32_gflops", 0),
@@ -71,6 +106,8 @@ def markdown(meta: dict, results: list[dict]) -> str:
                       for k in ("train_tensor_peak_mb", "forward_tensor_peak_mb")]
             lines.append(f"| {model} | {size} | {r['train_tensor_peak_mb']:.0f} | {_fmt(ratios[0], 2)}x | "
                          f"{r['forward_tensor_peak_mb']:.0f} | {_fmt(ratios[1], 2)}x |")
+
+    lines += _conv_floor(results)
 
     lines += ["", "## horseshoe's default network (the demo's), 1 channel, batch 128", "",
               "| size | precision | mode | params (M) | GFLOP/image | images/s | GFLOP/s | step memory (MB) "

@@ -35,9 +35,12 @@ def plan(args) -> list[list[str]]:
             if not args.quick and model != "lucidrains":
                 runs.append(["train", "--model", model, "--size", "32", "--precision", precision, "--mode", "compile"])
         runs.append(["sample", "--model", model, "--size", "32"])
-        if model != "lucidrains":  # its linear attention fails under the counting mode (a float/bf16 mix)
+        # Not lucidrains: its linear attention fails under the counting mode (a float/bf16 mix), and the
+        # convolution floor is only set against diffusers.
+        if model != "lucidrains":
             for size in ("32",) if args.quick else ("32", "64"):
                 runs.append(["tensors", "--model", model, "--size", size])
+            runs.append(["convs", "--model", model, "--size", "32"])
         if not args.quick:
             for precision in ("bf16", "fp32"):
                 runs.append(["train", "--model", model, "--size", "64", "--precision", precision, "--repeats", "5"])

@@ -45,3 +45,38 @@ def test_live_tensor_bytes_counts_storages_until_their_last_view_dies():
         d = torch.zeros(1500)                # 6000 bytes: 7000 alive, below the peak
     assert (mode.peak, mode.live) == (9000, 7000)
     del c, d
+
+
+@pytest.mark.parametrize("build", [ours, diffusers_unet])
+def test_conv_floor_replays_every_convolution_of_a_forward(build):
+    from conv_floor import conv_calls
+    from torch.utils.flop_counter import FlopCounterMode
+
+    built = build(32)
+    x, t = torch.randn(2, 3, 32, 32), torch.tensor([3, 700])
+    calls = conv_calls(built.module, built.forward, x, t)
+    with FlopCounterMode(display=False) as counter:
+        with torch.no_grad():
+            built.forward(x, t)
+    conv_flops = counter.get_flop_counts()["Global"][torch.ops.aten.convolution]
+    assert len(calls) == sum(isinstance(m, torch.nn.Conv2d) for m in built.module.modules())
+    assert sum(c.flops() for c in calls) == conv_flops
+    # Only the first convolution sees the noisy image, which needs no gradient.
+    assert [c.input_grad for c in calls] == [False] + [True] * (len(calls) - 1)
+
+
+def test_conv_floor_bounds_the_ratio_by_the_peers_step_over_our_convolutions():
+    from report import _conv_floor
+
+    results = [{"task": "train", "model": m, "size": 32, "precision": "bf16", "mode": "eager", "batch": 64,
+                "images_per_sec": 64 / step} for m, step in (("horseshoe", 1.0), ("diffusers", 1.2))]
+    results += [{"task": "sample", "model": m, "seconds_per_batch": 50 * fwd} for m, fwd in
+                (("horseshoe", 0.3), ("diffusers", 0.4))]
+    results += [{"task": "convs", "model": m, "size": 32, "conv_train_seconds_contiguous": 0.8,
+                 "conv_train_seconds_channels_last": 0.6, "conv_forward_seconds_contiguous": 0.25,
+                 "conv_forward_seconds_channels_last": 0.2} for m in ("horseshoe", "diffusers")]
+    text = "\n".join(_conv_floor(results))
+    assert "| horseshoe | 1.000 | 0.800 (80%) | 0.600 | 0.300 | 0.250 (83%) | 0.200 |" in text
+    # 1.2 / 0.8, 1.2 / 0.6, 0.4 / 0.25, 0.4 / 0.2
+    assert "at most 1.50x faster" in text and "(2.00x in channels_last)" in text
+    assert "sampling at most 1.60x (2.00x)" in text
