@@ -8,8 +8,6 @@ took no time. That bounds the speed-up over a peer that any change outside the c
 
 from __future__ import annotations
 
-import statistics
-import time
 from dataclasses import dataclass
 
 import torch
@@ -54,35 +52,21 @@ def conv_calls(model: nn.Module, forward, *inputs) -> list[ConvCall]:
     return calls
 
 
-def replay_seconds(calls: list[ConvCall], train: bool, memory_format: torch.memory_format,
-                   device: torch.device, repeats: int) -> float:
-    """Sum over `calls` of the median time of each convolution alone in bf16: forward, or forward and
-    backward (input gradient where the network needs one, weight and bias gradients) when `train`."""
-    total = 0.0
-    for call in calls:
-        x = torch.randn(call.input_shape, device=device, dtype=torch.bfloat16).to(memory_format=memory_format)
-        weight = torch.randn(call.weight_shape, device=device, dtype=torch.bfloat16).to(memory_format=memory_format)
-        bias = torch.randn(call.weight_shape[0], device=device, dtype=torch.bfloat16)
-        if train:
-            x.requires_grad_(call.input_grad)
-            weight.requires_grad_()
-            bias.requires_grad_()
+def replay(call: ConvCall, train: bool, memory_format: torch.memory_format, device: torch.device):
+    """A function that runs `call` alone in bf16: forward, or forward and backward (input gradient
+    where the network needs one, weight and bias gradients) when `train`."""
+    x = torch.randn(call.input_shape, device=device, dtype=torch.bfloat16).to(memory_format=memory_format)
+    weight = torch.randn(call.weight_shape, device=device, dtype=torch.bfloat16).to(memory_format=memory_format)
+    bias = torch.randn(call.weight_shape[0], device=device, dtype=torch.bfloat16)
+    if train:
+        x.requires_grad_(call.input_grad)
+        weight.requires_grad_()
+        bias.requires_grad_()
 
-        def run(x=x, weight=weight, bias=bias, call=call):
-            with torch.set_grad_enabled(train):
-                y = F.conv2d(x, weight, bias, call.stride, call.padding, 1, call.groups)
-                if train:
-                    y.backward(torch.ones_like(y))
+    def run() -> None:
+        with torch.set_grad_enabled(train):
+            y = F.conv2d(x, weight, bias, call.stride, call.padding, 1, call.groups)
+            if train:
+                y.backward(torch.ones_like(y))
 
-        times = []
-        for i in range(2 + repeats):
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            run()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            if i >= 2:  # two warm-up calls: oneDNN picks and caches its kernel on the first
-                times.append(time.perf_counter() - start)
-        total += statistics.median(times)
-    return total
+    return run
