@@ -5,8 +5,9 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
 # glibc otherwise returns large activation buffers to the OS every step and faults them back in
-# (see PERF-NOTES): keep them mapped. horseshoe also sets this in-process; this covers child processes.
-export MALLOC_MMAP_THRESHOLD_ := 33554432
+# (see PERF-NOTES): keep them in the heap, with mmap off (glibc maps blocks over 32 MB afresh on every
+# allocation otherwise). horseshoe also sets this in-process; this covers child processes.
+export MALLOC_MMAP_MAX_ := 0
 export MALLOC_TRIM_THRESHOLD_ := 68719476736
 export MALLOC_TOP_PAD_ := 1073741824
 
