@@ -103,6 +103,18 @@ def test_existing_run_is_not_overwritten_without_resume(tmp_path, capsys):
     assert (tmp_path / "loss.png").exists() and (tmp_path / "samples.png").exists()
 
 
+def test_output_dir_checks_from_many_processes_at_once_do_not_collide(tmp_path):
+    # The ranks of a torchrun job all check the output directory at the same moment; each must
+    # probe with a file of its own (a shared probe name made one rank's unlink fail).
+    from concurrent.futures import ProcessPoolExecutor
+
+    from horseshoe.cli.common import output_dir
+
+    with ProcessPoolExecutor(4) as pool:
+        assert list(pool.map(output_dir, [tmp_path / "out"] * 400)) == [tmp_path / "out"] * 400
+    assert list((tmp_path / "out").iterdir()) == []
+
+
 def test_output_path_that_is_a_file(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")

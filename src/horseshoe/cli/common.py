@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import tempfile
 from pathlib import Path
 from typing import NoReturn
 
@@ -93,10 +94,9 @@ def output_dir(path: str | Path) -> Path:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise PermissionError(f"cannot create output directory {str(path)!r}: {error.strerror}") from None
-    probe = path / ".horseshoe-write-test"
-    try:
-        probe.write_bytes(b"")
-        probe.unlink()
+    try:  # a probe file of its own: the ranks of a torchrun job check the same directory at once
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".horseshoe-write-test-"):
+            pass
     except OSError as error:
         raise PermissionError(f"output directory {str(path)!r} is not writable: {error.strerror}") from None
     return path
