@@ -66,9 +66,10 @@ def keep_memory_mapped() -> bool:
 
     Each training step frees and re-allocates the same tens of MB; by default glibc unmaps them and
     the next step pays page faults to map them again (measured: seconds of system time per step on
-    2 cores, see PERF-NOTES). Raising the mmap threshold is not enough: blocks above 32 MB (its
-    ceiling, the size of a 64x64 feature map at batch 64) are always mapped afresh, so mmap is turned
-    off and freed memory stays in the heap for the next step (a 64x64 training step: +20-50%).
+    2 cores, see PERF-NOTES). Raised thresholds are not enough: a block above the mmap threshold (at
+    most 32 MB, one 64x64 feature map at batch 64) that the heap cannot serve is mapped afresh, and a
+    heap top above the trim threshold (at most 2 GB through mallopt) is given back. So mmap is turned
+    off and trimming too: freed memory stays in the heap for the next step (64x64 training: +20-50%).
     Does nothing where MALLOC_MMAP_MAX_ or MALLOC_MMAP_THRESHOLD_ is set; returns whether it applied.
     """
     if not sys.platform.startswith("linux") or {"MALLOC_MMAP_MAX_", "MALLOC_MMAP_THRESHOLD_"} & set(os.environ):
