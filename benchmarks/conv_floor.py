@@ -22,6 +22,7 @@ class ConvCall:
     stride: tuple[int, int]
     padding: tuple[int, int]
     groups: int
+    bias: bool
     input_grad: bool  # False for the noisy image the network starts from
 
     def flops(self) -> int:
@@ -40,7 +41,7 @@ def conv_calls(model: nn.Module, forward, *inputs) -> list[ConvCall]:
 
     def record(module, args, output):
         calls.append(ConvCall(tuple(args[0].shape), tuple(module.weight.shape), module.stride, module.padding,
-                              module.groups, args[0].requires_grad))
+                              module.groups, module.bias is not None, args[0].requires_grad))
 
     hooks = [m.register_forward_hook(record) for m in model.modules() if isinstance(m, nn.Conv2d)]
     try:
@@ -57,11 +58,12 @@ def replay(call: ConvCall, train: bool, memory_format: torch.memory_format, devi
     where the network needs one, weight and bias gradients) when `train`."""
     x = torch.randn(call.input_shape, device=device, dtype=torch.bfloat16).to(memory_format=memory_format)
     weight = torch.randn(call.weight_shape, device=device, dtype=torch.bfloat16).to(memory_format=memory_format)
-    bias = torch.randn(call.weight_shape[0], device=device, dtype=torch.bfloat16)
+    bias = torch.randn(call.weight_shape[0], device=device, dtype=torch.bfloat16) if call.bias else None
     if train:
         x.requires_grad_(call.input_grad)
         weight.requires_grad_()
-        bias.requires_grad_()
+        if bias is not None:
+            bias.requires_grad_()
 
     def run() -> None:
         with torch.set_grad_enabled(train):
