@@ -72,14 +72,19 @@ def build(args, device):
     return BUILDERS[args.model](args.size, args.channels)
 
 
+def network_inputs(args, built, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of noisy images and their integer timesteps, as the network takes them."""
+    x = torch.randn(args.batch, built.channels, args.size, args.size, device=device)
+    return x, torch.randint(0, 1000, (args.batch,), device=device)
+
+
 def training_setup(args, device):
     """(built, make_step): the network in train mode and, for a forward function, one optimizer step
     (MSE against a fixed target, AdamW, args.precision) on a fixed batch."""
     torch.manual_seed(0)
     built = build(args, device)
     model = built.module.to(device).train()
-    x = torch.randn(args.batch, built.channels, args.size, args.size, device=device)
-    t = torch.randint(0, 1000, (args.batch,), device=device)
+    x, t = network_inputs(args, built, device)
     target = torch.randn_like(x)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type in ("cpu", "cuda"))
 
@@ -131,9 +136,7 @@ def sample(args, device) -> dict:
     model = built.module.to(device).eval()
     channels = built.channels
     baseline = rss_mb()
-    flops_per_forward = count_flops(lambda: built.forward(
-        torch.randn(args.batch, channels, args.size, args.size, device=device),
-        torch.randint(0, 1000, (args.batch,), device=device)), inference=True)
+    flops_per_forward = count_flops(lambda: built.forward(*network_inputs(args, built, device)), inference=True)
     if args.model == "diffusers":
         from diffusers import DDIMPipeline, DDIMScheduler
 
@@ -182,8 +185,7 @@ def tensors(args, device) -> dict:
     with LiveTensorBytes() as train_step:
         step()
     built.module.eval()
-    x = torch.randn(args.batch, built.channels, args.size, args.size, device=device)
-    t = torch.randint(0, 1000, (args.batch,), device=device)
+    x, t = network_inputs(args, built, device)
     bf16 = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
     with torch.inference_mode(), bf16, LiveTensorBytes() as forward:
         built.forward(x, t)
@@ -197,10 +199,7 @@ def convs(args, device) -> dict:
 
     torch.manual_seed(0)
     built = build(args, device)
-    model = built.module.to(device)
-    x = torch.randn(args.batch, built.channels, args.size, args.size, device=device)
-    t = torch.randint(0, 1000, (args.batch,), device=device)
-    calls = conv_calls(model, built.forward, x, t)
+    calls = conv_calls(built.module.to(device), built.forward, *network_inputs(args, built, device))
     out = {"conv_calls": len(calls), "conv_forward_gflop_per_image": sum(c.flops() for c in calls) / args.batch / 1e9}
     for layout, memory_format in (("contiguous", torch.contiguous_format), ("channels_last", torch.channels_last)):
         for name, train in (("train", True), ("forward", False)):

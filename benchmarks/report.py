@@ -16,15 +16,16 @@ def _fmt(value, digits=1):
 
 def _conv_floor(results: list[dict]) -> list[str]:
     """The convolutions-alone table (benchmarks/conv_floor.py) and the ratio it bounds."""
-    rows, steps = [], {}
+    rows, steps, floors = [], {}, {}
     for model in ("horseshoe", "diffusers"):
         r = _find(results, task="convs", model=model, size=32)
         train = _find(results, task="train", model=model, size=32, precision="bf16", mode="eager")
         sample = _find(results, task="sample", model=model)
         if r is None or train is None or sample is None:
             continue
-        steps[model] = (train["batch"] / train["images_per_sec"], sample["seconds_per_batch"] / 50)
-        step, forward = steps[model]
+        floors[model] = r
+        step, forward = train["batch"] / train["images_per_sec"], sample["seconds_per_batch"] / 50
+        steps[model] = (step, forward)
         train_convs, forward_convs = r["conv_train_seconds_contiguous"], r["conv_forward_seconds_contiguous"]
         rows.append(f"| {model} | {step:.3f} | {train_convs:.3f} ({100 * train_convs / step:.0f}%) | "
                     f"{r['conv_train_seconds_channels_last']:.3f} | {forward:.3f} | "
@@ -38,8 +39,8 @@ def _conv_floor(results: list[dict]) -> list[str]:
              "| network | training step (s) | its convolutions alone (s) | in channels_last (s) "
              "| sampling step (s) | its convolutions alone (s) | in channels_last (s) |",
              "|---|---|---|---|---|---|---|", *rows]
-    ours = _find(results, task="convs", model="horseshoe", size=32)
-    if ours and "diffusers" in steps:
+    if "horseshoe" in floors and "diffusers" in steps:
+        ours = floors["horseshoe"]
         train_step, forward = steps["diffusers"]
         lines += ["", f"So against diffusers' measured steps, horseshoe's training can be at most "
                       f"{train_step / ours['conv_train_seconds_contiguous']:.2f}x faster with these convolutions "
