@@ -4,18 +4,26 @@
                                     rng.safetensors    state.json       config.json
     RUN/checkpoints/latest          the name of the newest complete checkpoint
 
-A save writes everything into a temporary directory, fsyncs it, renames it into place, then
-replaces `latest` the same way, and only then prunes old checkpoints. A crash or kill -9 at any
-moment leaves `latest` naming a complete checkpoint. Loading reads safetensors and JSON only:
-nothing in a checkpoint is ever executed.
+A save writes everything into a hidden `.tmp-*` directory, fsyncs it, renames it into place (swapping
+it atomically with an existing one of the same step), replaces `latest` the same way, and only then
+prunes old checkpoints, each renamed to a hidden `.trash-*` name before it is deleted. A crash, Ctrl-C
+or kill -9 at any moment leaves `latest` naming a complete checkpoint, plus at worst hidden leftovers
+that `clean_stale` removes. Loading checks every field, and reads safetensors and JSON only: nothing
+in a checkpoint is ever executed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import errno
+import functools
 import json
+import logging
 import os
+import re
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +35,16 @@ from safetensors.torch import load_file, save_file
 FORMAT = "horseshoe-checkpoint"
 VERSION = 1
 TENSOR_PARTS = ("model", "ema", "optimizer", "rng")
+# Complete = every file a save writes is there. Folders are renamed in whole, so a crash never leaves
+# a step-* folder short of a file; a missing one means later damage (a partial copy, a hand edit).
+REQUIRED_FILES = tuple(f"{part}.safetensors" for part in TENSOR_PARTS) + ("state.json", "config.json")
+RNG_KEYS = ("torch", "noise")  # required in rng.safetensors; "cuda" is optional
+# Integer fields of state.json and of its "loader": name -> (least allowed value or None, required).
+STATE_INTS = {"step": (0, True), "images_seen": (0, True), "nonfinite_skipped": (0, False), "world_size": (1, False)}
+LOADER_INTS = {"position": (0, True), "seed": (None, True), "batch_size": (1, True)}
 PREFIX = "step-"
+STEP_NAME = re.compile(rf"{PREFIX}(\d+)")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -40,8 +57,16 @@ class Checkpoint:
 
 
 def checkpoint_name(step: int) -> str:
+    """The folder name of a step's checkpoint: step-00001000."""
     return f"{PREFIX}{step:08d}"
 
+
+def missing_files(path: Path) -> list[str]:
+    """The files a save writes that `path` lacks: empty for a complete checkpoint."""
+    return [name for name in REQUIRED_FILES if not (path / name).is_file()]
+
+
+# ---- the steps of a save: module functions, so a test can kill a save between any two -------------
 
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
@@ -51,68 +76,195 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _write_json(path: Path, value: Any) -> None:
+def _write_text(path: Path, text: str) -> None:
     with open(path, "w") as f:
-        json.dump(value, f, indent=2)
+        f.write(text)
         f.flush()
         os.fsync(f.fileno())
 
 
+def _rename(source: Path, target: Path) -> None:
+    os.rename(source, target)
+
+
+def _remove(path: Path) -> None:
+    """Delete a file or folder if it is there, best effort: a leftover is clean_stale's to remove."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
+
+
+@functools.cache
+def _renameat2() -> Any:
+    try:  # glibc >= 2.28 on Linux; absent elsewhere
+        function = ctypes.CDLL(None, use_errno=True).renameat2 if sys.platform.startswith("linux") else None
+    except (OSError, AttributeError):
+        return None
+    if function is not None:
+        function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return function
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (renameat2 with RENAME_EXCHANGE); False where the OS or filesystem cannot."""
+    function, at_fdcwd, rename_exchange = _renameat2(), -100, 2
+    if function is None:
+        return False
+    if function(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV):  # unsupported here
+        return False
+    raise OSError(code, os.strerror(code), str(a), None, str(b))
+
+
+def _delete(path: Path) -> None:
+    """Delete a folder by renaming it to a hidden trash name first: a kill midway leaves a .trash-*
+    folder for clean_stale, never a half-deleted step-* one."""
+    trash = path.with_name(f".trash-{path.name}-{os.getpid()}")
+    _remove(trash)
+    _rename(path, trash)
+    _remove(trash)
+
+
+def _write_folder(folder: Path, checkpoint: Checkpoint) -> None:
+    """Every file of a checkpoint into a fresh folder, flushed to disk."""
+    _remove(folder)
+    folder.mkdir()
+    for part, tensors in checkpoint.tensors.items():
+        path = folder / f"{part}.safetensors"
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path))
+        _fsync(path)
+    state = {"format": FORMAT, "version": VERSION, **checkpoint.state}
+    _write_text(folder / "state.json", json.dumps(state, indent=2))
+    _write_text(folder / "config.json", json.dumps(checkpoint.config, indent=2))
+    _fsync(folder)
+
+
+def _write_pointer(root: Path, name: str) -> None:
+    """Point `latest` at `name`: written aside, flushed, renamed over the old pointer."""
+    aside = root / f".tmp-latest-{os.getpid()}"
+    try:
+        _write_text(aside, name + "\n")
+        _rename(aside, root / "latest")
+    finally:
+        _remove(aside)
+    _fsync(root)
+
+
+def _install(folder: Path, final: Path) -> None:
+    """Put the complete `folder` at `final`; an existing `final` is swapped out, never half-replaced."""
+    root = final.parent
+    if not final.exists():
+        _rename(folder, final)
+    elif _exchange(folder, final):  # `final` is the whole old or the whole new checkpoint at every instant
+        _fsync(root)
+        _remove(folder)  # the old checkpoint, now under the temporary name
+    else:
+        # No atomic swap: point `latest` at a hard-linked twin of the new checkpoint first, so it names
+        # a complete folder while `final` is deleted and replaced. A kill in between leaves `latest` on
+        # the twin, a .tmp-* folder that clean_stale spares while `latest` names it.
+        twin = folder.with_name(folder.name + "-twin")
+        _remove(twin)
+        twin.mkdir()
+        for file in folder.iterdir():
+            try:
+                os.link(file, twin / file.name)
+            except OSError:  # no hard links on this filesystem: a copy costs space, not safety
+                shutil.copy2(file, twin / file.name)
+        _fsync(twin)
+        _write_pointer(root, twin.name)
+        _delete(final)
+        _rename(folder, final)
+    _fsync(root)
+
+
+def _save_error(error: Exception, final: Path, previous: Path | None) -> OSError:
+    """One line for a failed save: the errno and reason, the checkpoint, and what is still safe."""
+    code = error.errno if isinstance(error, OSError) else None
+    reason = (error.strerror if isinstance(error, OSError) else None) or (str(error) or repr(error)).splitlines()[0]
+    found = re.search(r"\(os error (\d+)\)", str(error))  # a SafetensorError has its errno only in its text
+    if code is None and found:
+        code = int(found.group(1))
+        reason = os.strerror(code)
+    code = errno.EIO if code is None else code
+    kept = f"the previous checkpoint {str(previous)!r} is intact" if previous else "no earlier checkpoint exists"
+    if code == errno.ENOSPC:
+        return OSError(code, f"disk full while saving checkpoint {str(final)!r}; {kept}")
+    return OSError(code, f"could not save checkpoint {str(final)!r} ({reason}); {kept}")
+
+
 def save(run_dir: str | Path, step: int, checkpoint: Checkpoint, keep: int) -> Path:
-    """Write a checkpoint atomically, point `latest` at it, then keep only the newest `keep`."""
+    """Write a checkpoint aside, swap it into place, point `latest` at it, then keep the newest `keep`.
+
+    Any failed write raises a one-line OSError with the cause's errno (ENOSPC: "disk full while saving
+    checkpoint ..."); the temporary folder is removed and `latest` still names the previous checkpoint.
+    """
+    lacking = [part for part in TENSOR_PARTS if part not in checkpoint.tensors]
+    if lacking:  # the folder would not count as complete
+        raise ValueError(f"checkpoint for step {step} has no {lacking[0]!r} tensors; a save writes "
+                         f"{', '.join(TENSOR_PARTS)}")
     root = Path(run_dir) / "checkpoints"
-    root.mkdir(parents=True, exist_ok=True)
     final = root / checkpoint_name(step)
-    tmp = root / f".tmp-{checkpoint_name(step)}-{os.getpid()}"
+    folder = root / f".tmp-{final.name}-{os.getpid()}"
     previous = latest(run_dir)
     try:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        for part, tensors in checkpoint.tensors.items():
-            path = tmp / f"{part}.safetensors"
-            save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path))
-            _fsync(path)
-        _write_json(tmp / "state.json", {"format": FORMAT, "version": VERSION, **checkpoint.state})
-        _write_json(tmp / "config.json", checkpoint.config)
-        _fsync(tmp)
-        if final.exists():  # re-saving the same step (e.g. after a resume): replace it whole
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        _fsync(root)
-        pointer = root / ".latest.tmp"
-        pointer.write_text(final.name + "\n")
-        _fsync(pointer)
-        os.replace(pointer, root / "latest")
-        _fsync(root)
-    except OSError as error:
-        shutil.rmtree(tmp, ignore_errors=True)
-        kept = f"the previous checkpoint {str(previous)!r} is intact" if previous else "no earlier checkpoint exists"
-        if error.errno == errno.ENOSPC:
-            raise OSError(errno.ENOSPC, f"disk full while saving checkpoint {str(final)!r}; {kept}") from None
-        raise OSError(error.errno, f"could not save checkpoint {str(final)!r} ({error.strerror}); {kept}") from None
+        root.mkdir(parents=True, exist_ok=True)
+        _write_folder(folder, checkpoint)
+        _install(folder, final)
+        _write_pointer(root, final.name)
+    except (OSError, SafetensorError) as error:
+        _remove(folder)
+        raise _save_error(error, final, previous) from None
     prune(root, keep)
     return final
 
 
-def prune(root: Path, keep: int) -> None:
-    """Delete all but the newest `keep` checkpoints (never the one `latest` names) and stale temporaries."""
-    pointer = root / "latest"
-    current = pointer.read_text().strip() if pointer.exists() else None
-    for stale in root.glob(".tmp-*"):  # left by a save that crashed (only one process ever saves)
-        shutil.rmtree(stale, ignore_errors=True)
-    steps = sorted(p for p in root.glob(f"{PREFIX}*") if p.is_dir())
-    for old in steps[:-keep] if keep > 0 else []:
-        if old.name != current:
-            shutil.rmtree(old, ignore_errors=True)
+# ---- finding, pruning and cleaning -----------------------------------------------------------------
+
+def _steps(root: Path) -> list[Path]:
+    """The step-* folders under root, complete or not, oldest step first."""
+    found = [(int(m.group(1)), p) for p in root.glob(f"{PREFIX}*") if (m := STEP_NAME.fullmatch(p.name))]
+    return [p for _, p in sorted(found) if p.is_dir()]
+
+
+def _named(root: Path) -> tuple[Path | None, str]:
+    """The complete checkpoint `latest` names, else None and what is wrong ('' when there is no pointer)."""
+    try:
+        name = (root / "latest").read_text().strip()
+    except FileNotFoundError:
+        return None, ""
+    except (OSError, UnicodeDecodeError) as error:
+        return None, f"is unreadable ({getattr(error, 'strerror', None) or error})"
+    if name in ("", ".", "..") or name != Path(name).name:
+        return None, f"holds {name[:40]!r}, which is not a checkpoint name"
+    if not (root / name).is_dir():
+        return None, f"names {name}, which does not exist"
+    missing = missing_files(root / name)
+    return (None, f"names {name}, which is incomplete (no {missing[0]})") if missing else (root / name, "")
+
+
+def _find(root: Path) -> tuple[Path | None, str]:
+    """The checkpoint to resume from, and what is wrong with `latest` ('' when nothing is)."""
+    named, problem = _named(root)
+    if named is not None:
+        return named, ""
+    steps = _steps(root)
+    newest = next((p for p in reversed(steps) if not missing_files(p)), None)
+    problem = problem or ("is missing" if steps else "")
+    return newest, f"{str(root / 'latest')!r} {problem}" if problem else ""
 
 
 def latest(run_dir: str | Path) -> Path | None:
-    """The checkpoint `latest` names in a run directory, or None if there is none yet."""
-    pointer = Path(run_dir) / "checkpoints" / "latest"
-    if not pointer.exists():
-        return None
-    path = pointer.parent / pointer.read_text().strip()
-    return path if path.is_dir() else None
+    """The checkpoint `latest` names; where that is missing, broken or incomplete, the newest complete
+    step-* folder (with a one-line warning saying so); None when there is none."""
+    found, problem = _find(Path(run_dir) / "checkpoints")
+    if problem:
+        log.warning("%s; %s", problem, f"using the newest complete checkpoint, {found.name}" if found
+                    else "no complete checkpoint exists")
+    return found
 
 
 def resolve(path: str | Path) -> Path:
@@ -122,14 +274,96 @@ def resolve(path: str | Path) -> Path:
         raise FileNotFoundError(f"no run or checkpoint at {str(path)!r}")
     if (path / "state.json").exists():
         return path
-    found = latest(path)
+    root = path / "checkpoints"
+    found, problem = _find(root)
+    if found is None and problem:
+        raise FileNotFoundError(f"{problem}, and {str(root)!r} holds no complete checkpoint")
     if found is None:
-        raise FileNotFoundError(f"{str(path)!r} is not a checkpoint and holds no checkpoints/latest")
-    return found
+        raise FileNotFoundError(f"{str(path)!r} is not a checkpoint (no state.json) and holds no checkpoints/latest")
+    return latest(path)  # the same one, with the warning if `latest` was broken
+
+
+def has_checkpoints(run_dir: str | Path) -> bool:
+    """Whether a run holds any step-* folder, complete or not, or a `latest` pointer."""
+    root = Path(run_dir) / "checkpoints"
+    return os.path.lexists(root / "latest") or bool(_steps(root))
+
+
+def _clean(root: Path) -> list[Path]:
+    named = _named(root)[0]  # spared: a swap without renameat2 can leave `latest` on a .tmp- twin
+    removed = []
+    for stale in sorted([*root.glob(".tmp-*"), *root.glob(".trash-*")]):
+        if stale != named:
+            _remove(stale)
+            if not os.path.lexists(stale):
+                removed.append(stale)
+    return removed
+
+
+def clean_stale(run_dir: str | Path) -> list[Path]:
+    """Remove the .tmp-* and .trash-* leftovers of interrupted saves and prunes under RUN/checkpoints
+    (only one process ever saves: call this at start-up); returns what was removed."""
+    return _clean(Path(run_dir) / "checkpoints")
+
+
+def prune(root: Path, keep: int) -> None:
+    """Delete all but the newest `keep` checkpoints (never the one `latest` names) and stale leftovers."""
+    _clean(root)
+    named = _named(root)[0]
+    for old in _steps(root)[:-keep] if keep > 0 else []:
+        if old != named:
+            try:
+                _delete(old)
+            except OSError as error:  # the new checkpoint is saved; an old one left over only costs space
+                log.warning("could not delete old checkpoint %r: %s", str(old), error.strerror)
+
+
+# ---- loading ---------------------------------------------------------------------------------------
+
+def _ints_problem(where: str, fields: dict, spec: dict[str, tuple[int | None, bool]]) -> str | None:
+    for key, (least, required) in spec.items():
+        value = fields.get(key)
+        if key not in fields:
+            if required:
+                return f"{where} lacks field {key!r}"
+        elif isinstance(value, bool) or not isinstance(value, int) or (least is not None and value < least):
+            kind = "an integer" if least is None else f"an integer >= {least}"
+            return f"{where} field {key!r} must be {kind}, not {json.dumps(value)[:40]}"
+    return None
+
+
+def _state_problem(state: Any, config: Any) -> str | None:
+    """What is wrong with the contents of state.json and config.json, or None."""
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        return "state.json is not a horseshoe checkpoint"
+    version = state.get("version")
+    if type(version) is not int or version != VERSION:
+        return f"state.json field 'version' is {json.dumps(version)[:40]}; this horseshoe reads version {VERSION}"
+    loader, groups = state.get("loader", {}), state.get("optimizer_groups", [])
+    if not isinstance(loader, dict):
+        return f"state.json field 'loader' must be an object, not {json.dumps(loader)[:40]}"
+    if not isinstance(groups, list) or not all(isinstance(group, dict) for group in groups):
+        return f"state.json field 'optimizer_groups' must be a list of objects, not {json.dumps(groups)[:40]}"
+    if not isinstance(config, dict):
+        return f"config.json must hold an object, not {json.dumps(config)[:40]}"
+    return _ints_problem("state.json", state, STATE_INTS) or (
+        _ints_problem("state.json loader", loader, LOADER_INTS) if "loader" in state else None)
+
+
+def _rng_problem(rng: dict[str, torch.Tensor]) -> str | None:
+    """What is wrong with the random states of rng.safetensors, or None."""
+    missing = [key for key in RNG_KEYS if key not in rng]
+    unknown = sorted(set(rng) - {*RNG_KEYS, "cuda"})
+    if missing or unknown:
+        return f"rng.safetensors {'lacks' if missing else 'holds unexpected'} {(missing or unknown)[0]!r}"
+    for key, value in rng.items():
+        if value.dtype != torch.uint8 or value.ndim != 1:
+            return f"rng.safetensors {key!r} is {value.dtype} of shape {tuple(value.shape)}, not a 1-D uint8 state"
+    return None
 
 
 def load(path: str | Path, parts: tuple[str, ...] = TENSOR_PARTS) -> Checkpoint:
-    """Read a checkpoint directory; a missing, truncated or foreign file is a one-line error."""
+    """Read a checkpoint directory; a missing, truncated, foreign or tampered file is a one-line ValueError."""
     path = Path(path)
 
     def corrupt(reason: str) -> ValueError:
@@ -140,10 +374,13 @@ def load(path: str | Path, parts: tuple[str, ...] = TENSOR_PARTS) -> Checkpoint:
         config = json.loads((path / "config.json").read_text())
     except FileNotFoundError as error:
         raise corrupt(f"missing {Path(error.filename).name}") from None
+    except OSError as error:
+        raise corrupt(f"{Path(error.filename or '?').name}: {error.strerror}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise corrupt(f"unreadable JSON ({error})") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise corrupt("state.json is not a horseshoe checkpoint")
+    problem = _state_problem(state, config)
+    if problem:
+        raise corrupt(problem)
     tensors = {}
     for part in parts:
         file = path / f"{part}.safetensors"
@@ -153,6 +390,9 @@ def load(path: str | Path, parts: tuple[str, ...] = TENSOR_PARTS) -> Checkpoint:
             tensors[part] = load_file(str(file))
         except (SafetensorError, OSError, ValueError) as error:
             raise corrupt(f"{file.name}: {error}") from None
+    problem = _rng_problem(tensors["rng"]) if "rng" in tensors else None
+    if problem:
+        raise corrupt(problem)
     return Checkpoint(config=config, state=state, tensors=tensors)
 
 
