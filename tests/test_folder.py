@@ -1,8 +1,11 @@
+import warnings
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from horseshoe.data import DataConfig, ImageFolder, build_dataset
+from horseshoe.data.folder import load_image
 from horseshoe.data.transforms import convert_mode, fit
 
 
@@ -122,3 +125,35 @@ def test_upscaling_warns_with_count(tmp_path):
         save(tmp_path / f"{i}.png", Image.new("L", (8 if i else 64, 8 if i else 64), 3))
     with pytest.warns(UserWarning, match="2 of 3 images .* smaller than 32x32 and were upscaled"):
         ImageFolder(tmp_path, (32, 32), 1)
+
+
+@pytest.fixture(scope="module")
+def huge_images(tmp_path_factory):
+    """1-bit PNGs of a few KB that claim absurd sizes (made in well under a second)."""
+    folder = tmp_path_factory.mktemp("huge")
+    save(folder / "bomb.png", Image.new("1", (14000, 14000)))  # over twice PIL's limit: DecompressionBombError
+    save(folder / "big.png", Image.new("1", (10000, 10000)))  # between the limit and twice it: only a warning
+    return folder
+
+
+@pytest.mark.parametrize("name, pixels", [("bomb.png", 196_000_000), ("big.png", 100_000_000)])
+def test_decompression_bomb_is_a_one_line_error_naming_the_file(huge_images, name, pixels):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # PIL's DecompressionBombWarning must not escape, even as a warning
+        with pytest.raises(ValueError) as raised:
+            load_image(huge_images / name, (8, 8), 1, "pad", (0, 0, 0))
+    assert str(raised.value) == (f"cannot read image {str(huge_images / name)!r}: too large ({pixels} pixels; "
+                                 f"PIL's limit is {Image.MAX_IMAGE_PIXELS} pixels)")
+
+
+def test_decompression_bombs_are_skipped_like_any_bad_file(huge_images, tmp_path):
+    for name in ("bomb.png", "big.png"):
+        (tmp_path / name).write_bytes((huge_images / name).read_bytes())
+    save(tmp_path / "good.png", Image.new("L", (8, 8), 7))
+    with pytest.raises(ValueError, match=r"cannot read image '.*big.png': too large \(100000000 pixels"):
+        ImageFolder(tmp_path, (8, 8), 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        folder = ImageFolder(tmp_path, (8, 8), 1, skip_bad=True)
+    assert folder.report.skipped == [str(tmp_path / "big.png"), str(tmp_path / "bomb.png")]
+    assert folder.get_batch(np.array([0])).tolist() == np.full((1, 8, 8, 1), 7).tolist()

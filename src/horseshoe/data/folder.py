@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,9 +34,18 @@ def load_image(path: Path, size: tuple[int, int], channels: int, fit_mode: str,
                background: tuple[int, int, int]) -> tuple[np.ndarray, bool]:
     """One file -> uint8 (H, W, C) and whether it had to be upscaled; errors name the file."""
     try:
-        with Image.open(path) as image:
-            image.load()
-            converted = convert_mode(image, channels, background)
+        with warnings.catch_warnings():
+            # Over PIL's pixel limit is a decompression bomb or an absurd training image: an error, like
+            # over twice the limit, rather than a warning printed with a source line.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image.load()
+                converted = convert_mode(image, channels, background)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        found = re.search(r"\((\d+) pixels\)", str(error))  # PIL names the pixel count only in its message
+        pixels = f"{int(found.group(1))} pixels" if found else str(error)
+        raise ValueError(f"cannot read image {str(path)!r}: too large ({pixels}; PIL's limit is "
+                         f"{Image.MAX_IMAGE_PIXELS} pixels)") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise ValueError(f"cannot read image {str(path)!r}: {error}") from None
     upscaled = converted.height < size[0] or converted.width < size[1]
