@@ -10,11 +10,12 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import save_file
 
-from horseshoe.training import checkpoint
+from horseshoe.training import atomic, checkpoint
 from horseshoe.training.checkpoint import Checkpoint
 
 # Every function through which a save changes the disk: a kill can land between any two calls.
-SAVE_STEPS = ("_write_folder", "_write_text", "_fsync", "_rename", "_remove", "_exchange", "_delete", "_write_pointer")
+SAVE_STEPS = ((checkpoint, "_write_folder"), (checkpoint, "_write_pointer"), (atomic, "write_text"), (atomic, "fsync"),
+              (atomic, "rename"), (atomic, "remove"), (atomic, "exchange"), (atomic, "delete"))
 RNG = {"torch": torch.arange(8, dtype=torch.uint8), "noise": torch.arange(8, dtype=torch.uint8)}
 
 
@@ -55,8 +56,8 @@ def hidden(run: Path) -> list[str]:
 def kill_at(monkeypatch, call: int) -> None:
     """Make the call-th disk-changing step of the next save die like kill -9."""
     count = [0]
-    for name in SAVE_STEPS:
-        real = getattr(checkpoint, name)
+    for module, name in SAVE_STEPS:
+        real = getattr(module, name)
 
         def step(*args, _real=real, **kwargs):
             count[0] += 1
@@ -64,20 +65,20 @@ def kill_at(monkeypatch, call: int) -> None:
                 raise Killed
             return _real(*args, **kwargs)
 
-        monkeypatch.setattr(checkpoint, name, step)
+        monkeypatch.setattr(module, name, step)
 
 
 @pytest.fixture(params=["exchange", "no-exchange"])
 def swap(request, monkeypatch, tmp_path):
     """Run a test with renameat2(RENAME_EXCHANGE), and again as on a system without it."""
     if request.param == "no-exchange":
-        monkeypatch.setattr(checkpoint, "_exchange", lambda a, b: False)
+        monkeypatch.setattr(atomic, "exchange", lambda a, b: False)
     else:
         (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
-        if not checkpoint._exchange(tmp_path / "a", tmp_path / "b"):
+        if not atomic.exchange(tmp_path / "a", tmp_path / "b"):
             pytest.skip("this OS or filesystem has no atomic exchange")
         (tmp_path / "a").rmdir(), (tmp_path / "b").rmdir()
-    monkeypatch.setattr(checkpoint.os, "fsync", lambda fd: None)  # durability is not under test; speed is
+    monkeypatch.setattr(atomic.os, "fsync", lambda fd: None)  # durability is not under test; speed is
     return request.param
 
 
@@ -105,16 +106,15 @@ def test_resaving_the_latest_step_survives_a_kill_at_every_instant(tmp_path, mon
     assert call > 8 and outcomes[0] == 1.0 and outcomes[-1] == 2.0  # the kills spanned the whole swap
 
 
-@pytest.mark.parametrize("step, error", [("_exchange", OSError(errno.EIO, "Input/output error")),
-                                         ("_write_pointer", OSError(errno.EIO, "Input/output error")),
-                                         ("_rename", OSError(errno.EIO, "Input/output error"))])
-def test_a_failing_swap_or_pointer_update_keeps_latest_loadable(tmp_path, monkeypatch, step, error):
+@pytest.mark.parametrize("module, step", [(atomic, "exchange"), (checkpoint, "_write_pointer"), (atomic, "rename")])
+def test_a_failing_swap_or_pointer_update_keeps_latest_loadable(tmp_path, monkeypatch, module, step):
+    error = OSError(errno.EIO, "Input/output error")
     checkpoint.save(tmp_path, 10, make(1.0, 10), keep=3)
 
     def fails(*args):
         raise error
 
-    monkeypatch.setattr(checkpoint, step, fails)
+    monkeypatch.setattr(module, step, fails)
     with pytest.raises(OSError) as raised:
         checkpoint.save(tmp_path, 10, make(2.0, 10), keep=3)
     final = tmp_path / "checkpoints" / "step-00000010"
@@ -127,12 +127,13 @@ def test_a_failing_swap_or_pointer_update_keeps_latest_loadable(tmp_path, monkey
 FULL_DISK = SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
 
 
-@pytest.mark.parametrize("step, error", [("save_file", FULL_DISK),  # what safetensors 0.8 raises on a full tmpfs
-                                         ("save_file", OSError(errno.ENOSPC, "No space left on device")),
-                                         ("_write_text", OSError(errno.ENOSPC, "No space left on device"))])
-def test_disk_full_is_one_line_cleans_up_and_keeps_the_previous(tmp_path, monkeypatch, step, error):
+@pytest.mark.parametrize("module, step, error", [
+    (checkpoint, "save_file", FULL_DISK),  # what safetensors 0.8 raises on a full tmpfs
+    (checkpoint, "save_file", OSError(errno.ENOSPC, "No space left on device")),
+    (atomic, "write_text", OSError(errno.ENOSPC, "No space left on device"))])
+def test_disk_full_is_one_line_cleans_up_and_keeps_the_previous(tmp_path, monkeypatch, module, step, error):
     checkpoint.save(tmp_path, 1, make(1.0, 1), keep=3)
-    real, calls = getattr(checkpoint, step), []
+    real, calls = getattr(module, step), []
 
     def fills_up(*args):  # the disk fills after the first file, so the temporary folder has content
         calls.append(args)
@@ -140,7 +141,7 @@ def test_disk_full_is_one_line_cleans_up_and_keeps_the_previous(tmp_path, monkey
             raise error
         return real(*args)
 
-    monkeypatch.setattr(checkpoint, step, fills_up)
+    monkeypatch.setattr(module, step, fills_up)
     root = tmp_path / "checkpoints"
     for _ in range(2):  # a retry must not leave a second temporary folder either
         calls.clear()
@@ -227,7 +228,7 @@ def test_has_checkpoints_counts_any_step_folder_or_pointer(tmp_path):
 def test_a_kill_while_pruning_never_leaves_a_half_deleted_checkpoint(tmp_path, monkeypatch):
     for step in (1, 2):
         checkpoint.save(tmp_path, step, make(float(step), step), keep=2)
-    real = checkpoint._remove
+    real = atomic.remove
 
     def dies_halfway(path):  # deletes one file of the doomed folder, then the process is killed
         if path.is_dir() and any(path.iterdir()):
@@ -235,14 +236,14 @@ def test_a_kill_while_pruning_never_leaves_a_half_deleted_checkpoint(tmp_path, m
             raise Killed
         real(path)
 
-    monkeypatch.setattr(checkpoint, "_remove", dies_halfway)
+    monkeypatch.setattr(atomic, "remove", dies_halfway)
     with pytest.raises(Killed):
         checkpoint.save(tmp_path, 3, make(3.0, 3), keep=2)
     monkeypatch.undo()
     root = tmp_path / "checkpoints"
     steps = sorted(p.name for p in root.glob("step-*"))
     assert steps == ["step-00000002", "step-00000003"] and all(value_of(root / s) for s in steps)
-    trash = root / f".trash-step-00000001-{checkpoint.os.getpid()}"
+    trash = root / f".trash-step-00000001-{atomic.os.getpid()}"
     assert hidden(tmp_path) == [trash.name] and len(list(trash.iterdir())) == len(checkpoint.REQUIRED_FILES) - 1
     assert checkpoint.clean_stale(tmp_path) == [trash] and hidden(tmp_path) == []
 

@@ -9,21 +9,17 @@ it atomically with an existing one of the same step), replaces `latest` the same
 prunes old checkpoints, each renamed to a hidden `.trash-*` name before it is deleted. A crash, Ctrl-C
 or kill -9 at any moment leaves `latest` naming a complete checkpoint, plus at worst hidden leftovers
 that `clean_stale` removes. Loading checks every field, and reads safetensors and JSON only: nothing
-in a checkpoint is ever executed.
+in a checkpoint is ever executed. The crash-safe file steps are in `atomic`, the field checks in
+`checkpoint_checks`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import errno
-import functools
 import json
 import logging
 import os
 import re
-import shutil
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,19 +28,19 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-FORMAT = "horseshoe-checkpoint"
-VERSION = 1
+from horseshoe.training import atomic, checkpoint_checks
+from horseshoe.training.checkpoint_checks import FORMAT, VERSION
+
 TENSOR_PARTS = ("model", "ema", "optimizer", "rng")
 # Complete = every file a save writes is there. Folders are renamed in whole, so a crash never leaves
 # a step-* folder short of a file; a missing one means later damage (a partial copy, a hand edit).
 REQUIRED_FILES = tuple(f"{part}.safetensors" for part in TENSOR_PARTS) + ("state.json", "config.json")
-RNG_KEYS = ("torch", "noise")  # required in rng.safetensors; "cuda" is optional
-# Integer fields of state.json and of its "loader": name -> (least allowed value or None, required).
-STATE_INTS = {"step": (0, True), "images_seen": (0, True), "nonfinite_skipped": (0, False), "world_size": (1, False)}
-LOADER_INTS = {"position": (0, True), "seed": (None, True), "batch_size": (1, True)}
 PREFIX = "step-"
 STEP_NAME = re.compile(rf"{PREFIX}(\d+)")
 log = logging.getLogger(__name__)
+# The fields load() checks, defined in checkpoint_checks and kept importable from here.
+RNG_KEYS, STATE_INTS, LOADER_INTS = (checkpoint_checks.RNG_KEYS, checkpoint_checks.STATE_INTS,
+                                     checkpoint_checks.LOADER_INTS)
 
 
 @dataclass
@@ -68,117 +64,49 @@ def missing_files(path: Path) -> list[str]:
 
 # ---- the steps of a save: module functions, so a test can kill a save between any two -------------
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_text(path: Path, text: str) -> None:
-    with open(path, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _rename(source: Path, target: Path) -> None:
-    os.rename(source, target)
-
-
-def _remove(path: Path) -> None:
-    """Delete a file or folder if it is there, best effort: a leftover is clean_stale's to remove."""
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        with contextlib.suppress(OSError):
-            path.unlink(missing_ok=True)
-
-
-@functools.cache
-def _renameat2() -> Any:
-    try:  # glibc >= 2.28 on Linux; absent elsewhere
-        function = ctypes.CDLL(None, use_errno=True).renameat2 if sys.platform.startswith("linux") else None
-    except (OSError, AttributeError):
-        return None
-    if function is not None:
-        function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    return function
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two paths atomically (renameat2 with RENAME_EXCHANGE); False where the OS or filesystem cannot."""
-    function, at_fdcwd, rename_exchange = _renameat2(), -100, 2
-    if function is None:
-        return False
-    if function(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
-        return True
-    code = ctypes.get_errno()
-    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV):  # unsupported here
-        return False
-    raise OSError(code, os.strerror(code), str(a), None, str(b))
-
-
-def _delete(path: Path) -> None:
-    """Delete a folder by renaming it to a hidden trash name first: a kill midway leaves a .trash-*
-    folder for clean_stale, never a half-deleted step-* one."""
-    trash = path.with_name(f".trash-{path.name}-{os.getpid()}")
-    _remove(trash)
-    _rename(path, trash)
-    _remove(trash)
-
-
 def _write_folder(folder: Path, checkpoint: Checkpoint) -> None:
     """Every file of a checkpoint into a fresh folder, flushed to disk."""
-    _remove(folder)
+    atomic.remove(folder)
     folder.mkdir()
     for part, tensors in checkpoint.tensors.items():
         path = folder / f"{part}.safetensors"
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path))
-        _fsync(path)
+        atomic.fsync(path)
     state = {"format": FORMAT, "version": VERSION, **checkpoint.state}
-    _write_text(folder / "state.json", json.dumps(state, indent=2))
-    _write_text(folder / "config.json", json.dumps(checkpoint.config, indent=2))
-    _fsync(folder)
+    atomic.write_text(folder / "state.json", json.dumps(state, indent=2))
+    atomic.write_text(folder / "config.json", json.dumps(checkpoint.config, indent=2))
+    atomic.fsync(folder)
 
 
 def _write_pointer(root: Path, name: str) -> None:
     """Point `latest` at `name`: written aside, flushed, renamed over the old pointer."""
     aside = root / f".tmp-latest-{os.getpid()}"
     try:
-        _write_text(aside, name + "\n")
-        _rename(aside, root / "latest")
+        atomic.write_text(aside, name + "\n")
+        atomic.rename(aside, root / "latest")
     finally:
-        _remove(aside)
-    _fsync(root)
+        atomic.remove(aside)
+    atomic.fsync(root)
 
 
 def _install(folder: Path, final: Path) -> None:
     """Put the complete `folder` at `final`; an existing `final` is swapped out, never half-replaced."""
     root = final.parent
     if not final.exists():
-        _rename(folder, final)
-    elif _exchange(folder, final):  # `final` is the whole old or the whole new checkpoint at every instant
-        _fsync(root)
-        _remove(folder)  # the old checkpoint, now under the temporary name
+        atomic.rename(folder, final)
+    elif atomic.exchange(folder, final):  # `final` is the whole old or the whole new checkpoint at every instant
+        atomic.fsync(root)
+        atomic.remove(folder)  # the old checkpoint, now under the temporary name
     else:
         # No atomic swap: point `latest` at a hard-linked twin of the new checkpoint first, so it names
         # a complete folder while `final` is deleted and replaced. A kill in between leaves `latest` on
         # the twin, a .tmp-* folder that clean_stale spares while `latest` names it.
         twin = folder.with_name(folder.name + "-twin")
-        _remove(twin)
-        twin.mkdir()
-        for file in folder.iterdir():
-            try:
-                os.link(file, twin / file.name)
-            except OSError:  # no hard links on this filesystem: a copy costs space, not safety
-                shutil.copy2(file, twin / file.name)
-        _fsync(twin)
+        atomic.link_copy(folder, twin)
         _write_pointer(root, twin.name)
-        _delete(final)
-        _rename(folder, final)
-    _fsync(root)
+        atomic.delete(final)
+        atomic.rename(folder, final)
+    atomic.fsync(root)
 
 
 def _save_error(error: Exception, final: Path, previous: Path | None) -> OSError:
@@ -216,7 +144,7 @@ def save(run_dir: str | Path, step: int, checkpoint: Checkpoint, keep: int) -> P
         _install(folder, final)
         _write_pointer(root, final.name)
     except (OSError, SafetensorError) as error:
-        _remove(folder)
+        atomic.remove(folder)
         raise _save_error(error, final, previous) from None
     prune(root, keep)
     return final
@@ -292,9 +220,9 @@ def has_checkpoints(run_dir: str | Path) -> bool:
 def _clean(root: Path) -> list[Path]:
     named = _named(root)[0]  # spared: a swap without renameat2 can leave `latest` on a .tmp- twin
     removed = []
-    for stale in sorted([*root.glob(".tmp-*"), *root.glob(".trash-*")]):
+    for stale in sorted([*root.glob(".tmp-*"), *root.glob(f"{atomic.TRASH_PREFIX}*")]):
         if stale != named:
-            _remove(stale)
+            atomic.remove(stale)
             if not os.path.lexists(stale):
                 removed.append(stale)
     return removed
@@ -313,54 +241,12 @@ def prune(root: Path, keep: int) -> None:
     for old in _steps(root)[:-keep] if keep > 0 else []:
         if old != named:
             try:
-                _delete(old)
+                atomic.delete(old)
             except OSError as error:  # the new checkpoint is saved; an old one left over only costs space
                 log.warning("could not delete old checkpoint %r: %s", str(old), error.strerror)
 
 
 # ---- loading ---------------------------------------------------------------------------------------
-
-def _ints_problem(where: str, fields: dict, spec: dict[str, tuple[int | None, bool]]) -> str | None:
-    for key, (least, required) in spec.items():
-        value = fields.get(key)
-        if key not in fields:
-            if required:
-                return f"{where} lacks field {key!r}"
-        elif isinstance(value, bool) or not isinstance(value, int) or (least is not None and value < least):
-            kind = "an integer" if least is None else f"an integer >= {least}"
-            return f"{where} field {key!r} must be {kind}, not {json.dumps(value)[:40]}"
-    return None
-
-
-def _state_problem(state: Any, config: Any) -> str | None:
-    """What is wrong with the contents of state.json and config.json, or None."""
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        return "state.json is not a horseshoe checkpoint"
-    version = state.get("version")
-    if type(version) is not int or version != VERSION:
-        return f"state.json field 'version' is {json.dumps(version)[:40]}; this horseshoe reads version {VERSION}"
-    loader, groups = state.get("loader", {}), state.get("optimizer_groups", [])
-    if not isinstance(loader, dict):
-        return f"state.json field 'loader' must be an object, not {json.dumps(loader)[:40]}"
-    if not isinstance(groups, list) or not all(isinstance(group, dict) for group in groups):
-        return f"state.json field 'optimizer_groups' must be a list of objects, not {json.dumps(groups)[:40]}"
-    if not isinstance(config, dict):
-        return f"config.json must hold an object, not {json.dumps(config)[:40]}"
-    return _ints_problem("state.json", state, STATE_INTS) or (
-        _ints_problem("state.json loader", loader, LOADER_INTS) if "loader" in state else None)
-
-
-def _rng_problem(rng: dict[str, torch.Tensor]) -> str | None:
-    """What is wrong with the random states of rng.safetensors, or None."""
-    missing = [key for key in RNG_KEYS if key not in rng]
-    unknown = sorted(set(rng) - {*RNG_KEYS, "cuda"})
-    if missing or unknown:
-        return f"rng.safetensors {'lacks' if missing else 'holds unexpected'} {(missing or unknown)[0]!r}"
-    for key, value in rng.items():
-        if value.dtype != torch.uint8 or value.ndim != 1:
-            return f"rng.safetensors {key!r} is {value.dtype} of shape {tuple(value.shape)}, not a 1-D uint8 state"
-    return None
-
 
 def load(path: str | Path, parts: tuple[str, ...] = TENSOR_PARTS) -> Checkpoint:
     """Read a checkpoint directory; a missing, truncated, foreign or tampered file is a one-line ValueError."""
@@ -378,7 +264,7 @@ def load(path: str | Path, parts: tuple[str, ...] = TENSOR_PARTS) -> Checkpoint:
         raise corrupt(f"{Path(error.filename or '?').name}: {error.strerror}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise corrupt(f"unreadable JSON ({error})") from None
-    problem = _state_problem(state, config)
+    problem = checkpoint_checks.state_problem(state, config)
     if problem:
         raise corrupt(problem)
     tensors = {}
@@ -390,7 +276,7 @@ def load(path: str | Path, parts: tuple[str, ...] = TENSOR_PARTS) -> Checkpoint:
             tensors[part] = load_file(str(file))
         except (SafetensorError, OSError, ValueError) as error:
             raise corrupt(f"{file.name}: {error}") from None
-    problem = _rng_problem(tensors["rng"]) if "rng" in tensors else None
+    problem = checkpoint_checks.rng_problem(tensors["rng"]) if "rng" in tensors else None
     if problem:
         raise corrupt(problem)
     return Checkpoint(config=config, state=state, tensors=tensors)

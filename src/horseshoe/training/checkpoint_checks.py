@@ -1,0 +1,63 @@
+"""What a loadable checkpoint's JSON and random states must hold, as one-line reasons for load() to raise.
+
+A checkpoint is read as data, never run, so every field a resume relies on is checked here first: a
+tampered, foreign or damaged file becomes "state.json field 'step' must be an integer >= 0, not -1",
+not a crash a thousand steps later.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import torch
+
+FORMAT = "horseshoe-checkpoint"  # state.json's "format"; anything else is not one of ours
+VERSION = 1
+RNG_KEYS = ("torch", "noise")  # required in rng.safetensors; "cuda" is optional
+# Integer fields of state.json and of its "loader": name -> (least allowed value or None, required).
+STATE_INTS = {"step": (0, True), "images_seen": (0, True), "nonfinite_skipped": (0, False), "world_size": (1, False)}
+LOADER_INTS = {"position": (0, True), "seed": (None, True), "batch_size": (1, True)}
+
+
+def _ints_problem(where: str, fields: dict, spec: dict[str, tuple[int | None, bool]]) -> str | None:
+    """The first integer field of `spec` that `fields` lacks or holds out of range, as a reason; else None."""
+    for key, (least, required) in spec.items():
+        value = fields.get(key)
+        if key not in fields:
+            if required:
+                return f"{where} lacks field {key!r}"
+        elif isinstance(value, bool) or not isinstance(value, int) or (least is not None and value < least):
+            kind = "an integer" if least is None else f"an integer >= {least}"
+            return f"{where} field {key!r} must be {kind}, not {json.dumps(value)[:40]}"
+    return None
+
+
+def state_problem(state: Any, config: Any) -> str | None:
+    """What is wrong with the contents of state.json and config.json, or None."""
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        return "state.json is not a horseshoe checkpoint"
+    version = state.get("version")
+    if type(version) is not int or version != VERSION:
+        return f"state.json field 'version' is {json.dumps(version)[:40]}; this horseshoe reads version {VERSION}"
+    loader, groups = state.get("loader", {}), state.get("optimizer_groups", [])
+    if not isinstance(loader, dict):
+        return f"state.json field 'loader' must be an object, not {json.dumps(loader)[:40]}"
+    if not isinstance(groups, list) or not all(isinstance(group, dict) for group in groups):
+        return f"state.json field 'optimizer_groups' must be a list of objects, not {json.dumps(groups)[:40]}"
+    if not isinstance(config, dict):
+        return f"config.json must hold an object, not {json.dumps(config)[:40]}"
+    return _ints_problem("state.json", state, STATE_INTS) or (
+        _ints_problem("state.json loader", loader, LOADER_INTS) if "loader" in state else None)
+
+
+def rng_problem(rng: dict[str, torch.Tensor]) -> str | None:
+    """What is wrong with the random states of rng.safetensors, or None."""
+    missing = [key for key in RNG_KEYS if key not in rng]
+    unknown = sorted(set(rng) - {*RNG_KEYS, "cuda"})
+    if missing or unknown:
+        return f"rng.safetensors {'lacks' if missing else 'holds unexpected'} {(missing or unknown)[0]!r}"
+    for key, value in rng.items():
+        if value.dtype != torch.uint8 or value.ndim != 1:
+            return f"rng.safetensors {key!r} is {value.dtype} of shape {tuple(value.shape)}, not a 1-D uint8 state"
+    return None
