@@ -155,13 +155,14 @@ def sample(args, device) -> dict:
             diffusion.sample(batch_size=args.batch)
     else:
         from horseshoe.diffusion import Denoiser, make_schedule
-        from horseshoe.sampling import SamplerConfig, generate
+        from horseshoe.sampling import SampleConfig, generate
 
         denoiser = Denoiser(built.forward, make_schedule("linear", 1000), "eps")
 
         def run():
-            generate("ddim", denoiser, args.batch, (channels, args.size, args.size), SamplerConfig(num_steps=50),
-                     batch_size=args.batch, device=device)
+            ddim_50 = SampleConfig("ddim", steps=50, spacing="trailing", lambda_min=None, clip_x0=False)
+            generate(denoiser, args.batch, (channels, args.size, args.size), ddim_50, batch_size=args.batch,
+                     device=device)
 
     def timed_run():
         with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16):

@@ -37,9 +37,10 @@ class Built:
 def demo_model(size: int) -> Built:
     """horseshoe's default network (the demo's: 2x2 patches, widths 64-128-128), one channel."""
     from horseshoe.demo import demo_config
-    from horseshoe.runs import build_model
+    from horseshoe.models import UNet
 
-    net = build_model(demo_config([f"data.image_size={size}"]))
+    config = demo_config([f"data.image_size={size}"])
+    net = UNet(config.model, config.data.shape)
     return Built("horseshoe-default", net, net, channels=1)
 
 
@@ -48,9 +49,10 @@ def ours(size: int, channels: int = 3) -> Built:
 
     layout = LAYOUTS[size]
     mults = tuple(w // layout["widths"][0] for w in layout["widths"])
-    net = UNet(UNetConfig(in_channels=channels, out_channels=channels, base_channels=layout["widths"][0],
-                          channel_mults=mults, num_res_blocks=2, attention_levels=(layout["attention_level"],),
-                          norm_groups=32, head_channels=max(layout["widths"])))  # one head everywhere
+    net = UNet(UNetConfig(base_channels=layout["widths"][0], channel_mults=mults, num_res_blocks=2,
+                          attention_resolutions=(size // 2 ** layout["attention_level"],), norm_groups=32,
+                          head_channels=max(layout["widths"]), patch_size=1),  # one head everywhere
+               (channels, size, size))
     return Built("horseshoe", net, net, channels)
 
 

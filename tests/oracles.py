@@ -12,6 +12,13 @@ from __future__ import annotations
 import torch
 
 from horseshoe.diffusion import Denoiser, NoiseSchedule
+from horseshoe.sampling import SampleConfig
+
+
+def plain(sampler: str, **options) -> SampleConfig:
+    """The sampler as its paper states it: every timestep, trailing spacing, from t = T-1, no clipping."""
+    return SampleConfig(**{"sampler": sampler, "steps": None, "spacing": "trailing", "lambda_min": None,
+                           "clip_x0": False, **options})
 
 
 def gaussian_denoiser(schedule: NoiseSchedule, mu: float, s: float) -> Denoiser:

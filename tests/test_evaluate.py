@@ -5,12 +5,11 @@ import re
 
 import pytest
 import torch
-from training_helpers import tiny_config
+from training_helpers import tiny_trainer
 
 from horseshoe.cli import main
 from horseshoe.metrics.inception import FIDInception
 from horseshoe.training.runlog import read_metrics
-from horseshoe.training.trainer import Trainer
 
 FAST = ["--count", "8", "--heldout", "4", "--bpd-timesteps", "3", "--steps", "2"]
 
@@ -18,7 +17,7 @@ FAST = ["--count", "8", "--heldout", "4", "--bpd-timesteps", "3", "--steps", "2"
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    Trainer(tiny_config("train.steps=2", "sample.steps=3"), out, progress=False).fit()
+    tiny_trainer(out, "train.steps=2", "sample.steps=3").fit()
     return out
 
 
@@ -69,7 +68,7 @@ def test_evaluate_errors_name_the_path(run_dir, tmp_path, capsys):
 
 
 def test_eval_every_logs_quality_beside_the_loss(tmp_path):
-    trainer = Trainer(tiny_config("train.steps=4", "train.eval_every=2"), tmp_path, progress=False)
+    trainer = tiny_trainer(tmp_path, "train.steps=4", "train.eval_every=2")
     trainer.fit()
     records = read_metrics(tmp_path)
     evaluated = [r for r in records if "swd" in r]

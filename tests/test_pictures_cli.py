@@ -3,14 +3,13 @@
 import numpy as np
 import pytest
 from PIL import Image
-from training_helpers import tiny_config
+from training_helpers import tiny_trainer
 
 from horseshoe.cli import main
 from horseshoe.data.transforms import to_uint8
 from horseshoe.diffusion import make_schedule
 from horseshoe.runs import load_run
 from horseshoe.sampling.timesteps import usable_steps
-from horseshoe.training.trainer import Trainer
 from horseshoe.viz.gif import read_gif
 from horseshoe.viz.grid import display_scale, make_grid
 
@@ -21,7 +20,7 @@ SCALE = display_scale(SIZE)  # pictures of 16 px images are enlarged 6x
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    trainer = Trainer(tiny_config("train.steps=2", "sample.steps=3"), out, progress=False)
+    trainer = tiny_trainer(out, "train.steps=2", "sample.steps=3")
     trainer.fit()
     return out
 
@@ -62,8 +61,8 @@ def test_gif_last_frame_is_the_sample(run_dir, tmp_path, sampler):
     frames = read_gif(gif)
     assert len(frames) == 5
     run = load_run(run_dir)
-    name, config = run.sampler(sampler, 6)
-    final = to_uint8(run.generate(name, config, 4, seed=2))
+    config = run.sampler(sampler, 6)
+    final = to_uint8(run.generate(config, 4, seed=2))
     assert np.array_equal(frames[-1], make_grid(final, padding=2, pad_value=64, scale=SCALE))
 
 

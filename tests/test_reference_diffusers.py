@@ -2,9 +2,10 @@
 
 import pytest
 import torch
+from oracles import plain
 
 from horseshoe.diffusion import Denoiser, make_schedule, q_posterior_mean_variance
-from horseshoe.sampling import SamplerConfig, iterate, sampler_timesteps
+from horseshoe.sampling import iterate, sampler_timesteps
 
 schedulers = pytest.importorskip("diffusers.schedulers")
 
@@ -53,7 +54,7 @@ def test_ddim_matches_diffusers(spacing, num_steps):
     float64_tables(ref, schedule).final_alpha_cumprod = torch.tensor(1.0, dtype=torch.float64)
     ref.set_timesteps(num_steps)
     x = start()
-    ours = list(iterate("ddim", Denoiser(model_fn, schedule), x, SamplerConfig(num_steps, spacing), None))
+    ours = list(iterate(Denoiser(model_fn, schedule), x, plain("ddim", steps=num_steps, spacing=spacing), None))
     assert [r.t for r in ours] == ref.timesteps.tolist()
     for record in ours:
         t = torch.tensor([record.t])
@@ -74,7 +75,8 @@ def test_dpmpp_2m_matches_diffusers(spacing, num_steps):
     ref.set_timesteps(num_steps)
     # diffusers' own linspace/leading for this scheduler differ from DDIM's (N+1 points, last dropped);
     # the solver is what is compared, so it runs on our timesteps.
-    ours = list(iterate("dpmpp_2m", Denoiser(model_fn, schedule), start(), SamplerConfig(num_steps, spacing), None))
+    config = plain("dpmpp_2m", steps=num_steps, spacing=spacing)
+    ours = list(iterate(Denoiser(model_fn, schedule), start(), config, None))
     ref.set_timesteps(timesteps=[r.t for r in ours])
     abar = schedule.alpha_bars[ref.timesteps]
     ref.sigmas = torch.cat([((1 - abar) / abar).sqrt(), abar.new_zeros(1)])  # float64, not float32
@@ -96,7 +98,7 @@ def test_dpmpp_2m_sde_matches_diffusers(num_steps):
         solver_order=2, solver_type="midpoint", final_sigmas_type="zero", steps_offset=0,
         prediction_type="epsilon", lower_order_final=True)
     float64_tables(ref, schedule)
-    ours = list(iterate("dpmpp_2m_sde", Denoiser(model_fn, schedule), start(), SamplerConfig(num_steps),
+    ours = list(iterate(Denoiser(model_fn, schedule), start(), plain("dpmpp_2m_sde", steps=num_steps),
                         torch.Generator().manual_seed(3)))
     ref.set_timesteps(timesteps=[r.t for r in ours])
     abar = schedule.alpha_bars[ref.timesteps]
@@ -122,7 +124,7 @@ def test_lambda_min_starts_where_diffusers_does(lambda_min):
         num_train_timesteps=T, trained_betas=schedule.betas.numpy(), algorithm_type="dpmsolver++",
         timestep_spacing="trailing", steps_offset=0, lambda_min_clipped=lambda_min)
     ref.set_timesteps(10)
-    ours = sampler_timesteps(schedule, SamplerConfig(10, "trailing", lambda_min=lambda_min))
+    ours = sampler_timesteps(schedule, plain("ddim", steps=10, spacing="trailing", lambda_min=lambda_min))
     assert ours[0] == ref.timesteps[0] < T - 1
 
 
@@ -157,10 +159,10 @@ def test_ddpm_trajectory_matches_diffusers(num_steps, variance):
         timestep_spacing="leading"), schedule)
     ref.one = torch.tensor(1.0, dtype=torch.float64)
     ref.set_timesteps(num_steps or T)
-    config = SamplerConfig(num_steps=num_steps, spacing="leading", variance=variance)
+    config = plain("ddpm", steps=num_steps, spacing="leading", ddpm_variance=variance)
     g_ours, g_ref = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
     x = start()
-    records = list(iterate("ddpm", Denoiser(model_fn, schedule), x, config, g_ours))
+    records = list(iterate(Denoiser(model_fn, schedule), x, config, g_ours))
     assert [r.t for r in records] == ref.timesteps.tolist()
     for record in records:
         t = torch.tensor([record.t])

@@ -2,13 +2,12 @@
 
 import pytest
 import torch
-from oracles import gaussian_denoiser, ode_endpoint
+from oracles import gaussian_denoiser, ode_endpoint, plain
 
-from horseshoe.config import SampleConfig
 from horseshoe.diffusion import Denoiser, make_schedule
 from horseshoe.sampling import (
     SAMPLERS,
-    SamplerConfig,
+    SampleConfig,
     ddim_invert,
     initial_noise,
     iterate,
@@ -16,7 +15,7 @@ from horseshoe.sampling import (
     sample,
     sampler_timesteps,
 )
-from horseshoe.sampling.record import SPACINGS
+from horseshoe.sampling.config import SPACINGS
 from horseshoe.sampling.timesteps import karras_timesteps, usable_steps
 
 MU, S = 0.3, 0.5
@@ -43,7 +42,7 @@ def test_gaussian_oracle_reproduces_data_distribution(name):
     schedule = make_schedule("linear", 1000)
     n = 40_000
     x_T, g = draw(n)
-    out = sample(name, gaussian_denoiser(schedule, MU, S), x_T, SamplerConfig(), g)
+    out = sample(gaussian_denoiser(schedule, MU, S), x_T, plain(name), g)
     assert out.mean().item() == pytest.approx(MU, abs=5 * S / n**0.5 + 6e-3)
     assert out.std().item() == pytest.approx(S, abs=5 * S / (2 * n) ** 0.5 + 6e-3)
 
@@ -58,7 +57,7 @@ def test_one_point_data_returns_the_point(name, spacing, num_steps):
     denoiser = one_point_denoiser(schedule, point)
     g = torch.Generator().manual_seed(1)
     x_T = initial_noise((16, 3, 1, 1), g, torch.float64)
-    out = sample(name, denoiser, x_T, SamplerConfig(num_steps=num_steps, spacing=spacing, eta=1.0), g)
+    out = sample(denoiser, x_T, plain(name, steps=num_steps, spacing=spacing, eta=1.0), g)
     torch.testing.assert_close(out, point.expand_as(out), rtol=0, atol=1e-9)
 
 
@@ -72,7 +71,7 @@ def test_ddpm_is_exact_for_unit_variance_data(spacing):
     denoiser = gaussian_denoiser(schedule, MU, 1.0)
     n = 100_000
     x_T, g = draw(n, seed=2)
-    out = sample("ddpm", denoiser, x_T, SamplerConfig(variance="beta", spacing=spacing), g)
+    out = sample(denoiser, x_T, plain("ddpm", ddpm_variance="beta", spacing=spacing), g)
     expected_std = schedule.alpha_bars[0].sqrt().item()
     assert out.mean().item() == pytest.approx(MU, abs=5 / n**0.5)
     assert out.std().item() == pytest.approx(expected_std, abs=5 / (2 * n) ** 0.5)
@@ -83,8 +82,8 @@ def test_ddpm_respaced_is_exact_for_unit_variance_data():
     schedule = make_schedule("linear", 1000)
     n = 100_000
     x_T, g = draw(n, seed=3)
-    out = sample("ddpm", gaussian_denoiser(schedule, MU, 1.0), x_T,
-                 SamplerConfig(num_steps=5, spacing="linspace", variance="beta"), g)
+    out = sample(gaussian_denoiser(schedule, MU, 1.0), x_T,
+                 plain("ddpm", steps=5, spacing="linspace", ddpm_variance="beta"), g)
     assert out.mean().item() == pytest.approx(MU, abs=5 / n**0.5)
     assert out.std().item() == pytest.approx(1.0, abs=5 / (2 * n) ** 0.5 + 1e-4)
 
@@ -100,7 +99,7 @@ def test_deterministic_samplers_follow_the_ode():
     denoiser = gaussian_denoiser(schedule, MU, S)
 
     def err(name, steps):
-        out = sample(name, denoiser, x_T, SamplerConfig(num_steps=steps), g)
+        out = sample(denoiser, x_T, plain(name, steps=steps), g)
         return (out - exact).abs().max().item()
 
     assert err("ddim", 1000) < 1e-2
@@ -116,9 +115,9 @@ def test_ddim_with_eta_one_is_ddpm_with_posterior_variance():
     denoiser = gaussian_denoiser(schedule, MU, S)
     for steps in [None, 10]:
         x_T, g1 = draw(500, seed=5)
-        a = sample("ddim", denoiser, x_T, SamplerConfig(num_steps=steps, eta=1.0), g1)
+        a = sample(denoiser, x_T, plain("ddim", steps=steps, eta=1.0), g1)
         _, g2 = draw(500, seed=5)
-        b = sample("ddpm", denoiser, x_T, SamplerConfig(num_steps=steps, variance="posterior"), g2)
+        b = sample(denoiser, x_T, plain("ddpm", steps=steps, ddpm_variance="posterior"), g2)
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
 
 
@@ -131,7 +130,7 @@ def test_sde_solver_starts_with_the_ancestral_step():
     runs = []
     for name, eta in [("dpmpp_2m_sde", 0.0), ("ddim", 1.0)]:
         x_T, g = draw(500, seed=5)
-        runs.append(list(iterate(name, denoiser, x_T, SamplerConfig(num_steps=10, eta=eta), g)))
+        runs.append(list(iterate(denoiser, x_T, plain(name, steps=10, eta=eta), g)))
     (sde0, sde1, *_), (anc0, anc1, *_) = runs
     torch.testing.assert_close(sde0.x_prev, anc0.x_prev, rtol=1e-10, atol=1e-10)
     assert (sde1.x_prev - anc1.x_prev).abs().max() > 1e-3
@@ -146,7 +145,7 @@ def test_sde_solver_beats_the_ancestral_sampler_at_20_steps():
 
     def std_error(name, eta):
         x_T, g = draw(100_000, seed=7)
-        out = sample(name, denoiser, x_T, SamplerConfig(num_steps=20, eta=eta), g)
+        out = sample(denoiser, x_T, plain(name, steps=20, eta=eta), g)
         assert out.mean().item() == pytest.approx(MU, abs=5e-3)
         return abs(out.std().item() - S)
 
@@ -161,7 +160,7 @@ def test_same_seed_same_sample(name):
     outs = []
     for _ in range(2):
         x_T, g = draw(64, seed=9)
-        outs.append(sample(name, denoiser, x_T, SamplerConfig(num_steps=20, eta=0.5), g))
+        outs.append(sample(denoiser, x_T, plain(name, steps=20, eta=0.5), g))
     assert torch.equal(outs[0], outs[1])
 
 
@@ -169,7 +168,7 @@ def test_same_seed_same_sample(name):
 def test_records_walk_the_timesteps(name):
     schedule = make_schedule("linear", 100)
     x_T, g = draw(4)
-    records = list(iterate(name, gaussian_denoiser(schedule, MU, S), x_T, SamplerConfig(num_steps=10), g))
+    records = list(iterate(gaussian_denoiser(schedule, MU, S), x_T, plain(name, steps=10), g))
     assert [r.index for r in records] == list(range(10))
     assert [r.t for r in records] == make_timesteps(100, 10, "trailing")
     assert records[0].x_t is x_T
@@ -184,14 +183,14 @@ def test_ddim_inversion_round_trip():
     denoiser = gaussian_denoiser(schedule, MU, S)
     g = torch.Generator().manual_seed(6)
     x0 = MU + S * torch.randn((2000, 1, 1, 1), generator=g, dtype=torch.float64)
-    config = SamplerConfig(num_steps=500)
+    config = plain("ddim", steps=500)
     records = list(ddim_invert(denoiser, x0, config))
     x_T = records[-1].x_prev
     assert [r.t for r in records] == make_timesteps(1000, 500, "trailing")[::-1]
     abar = schedule.alpha_bars[-1]
     expected_T = abar.sqrt() * MU + (abar * S**2 + 1 - abar).sqrt() * (x0 - MU) / S
     assert (x_T - expected_T).abs().max().item() < 2e-2
-    back = sample("ddim", denoiser, x_T, config, g)
+    back = sample(denoiser, x_T, config, g)
     assert (back - x0).abs().max().item() < 2e-2
 
 
@@ -199,16 +198,16 @@ def test_sampler_argument_errors():
     schedule = make_schedule("linear", 100)
     denoiser = gaussian_denoiser(schedule, MU, S)
     x_T, g = draw(2)
-    with pytest.raises(ValueError, match="unknown sampler 'euler'"):
-        sample("euler", denoiser, x_T, SamplerConfig(), g)
+    with pytest.raises(ValueError, match="sample.sampler must be one of .*, got 'euler'"):
+        plain("euler")
     with pytest.raises(ValueError, match="num_steps must be between 1 and T=100, got 101"):
-        sample("ddim", denoiser, x_T, SamplerConfig(num_steps=101), g)
-    with pytest.raises(ValueError, match="num_steps must be a positive integer, got 0"):
-        SamplerConfig(num_steps=0)
-    with pytest.raises(ValueError, match="eta must be >= 0, got -0.5"):
-        SamplerConfig(eta=-0.5)
-    with pytest.raises(ValueError, match="unknown timestep spacing 'even'"):
-        SamplerConfig(spacing="even")
+        sample(denoiser, x_T, plain("ddim", steps=101), g)
+    with pytest.raises(ValueError, match="sample.steps must be a positive integer .*, got 0"):
+        plain("ddim", steps=0)
+    with pytest.raises(ValueError, match="sample.eta must be a number >= 0, got -0.5"):
+        plain("ddim", eta=-0.5)
+    with pytest.raises(ValueError, match="sample.spacing must be one of .*, got 'even'"):
+        plain("ddim", spacing="even")
     with pytest.raises(ValueError, match="unknown prediction 'score'"):
         Denoiser(lambda x, t: x, schedule, "score")
 
@@ -222,7 +221,7 @@ def test_karras_spacing_follows_eq_5(rho):
     sigma = ((1 - schedule.alpha_bars) / schedule.alpha_bars).sqrt()
     kept = usable_steps(schedule, -3.0)
     n = 12
-    steps = sampler_timesteps(schedule, SamplerConfig(num_steps=n, spacing="karras", rho=rho, lambda_min=-3.0))
+    steps = sampler_timesteps(schedule, plain("ddim", steps=n, spacing="karras", rho=rho, lambda_min=-3.0))
     assert steps[0] == kept - 1 and steps[-1] == 0
     assert all(a > b for a, b in zip(steps, steps[1:], strict=False))
     ramp = torch.linspace(0, 1, n, dtype=torch.float64)
@@ -230,7 +229,7 @@ def test_karras_spacing_follows_eq_5(rho):
     for t, level in zip(steps[1:-1], levels[1:-1], strict=True):
         assert sigma[t - 1] <= level <= sigma[t + 1]
     # A larger rho moves steps to low noise: count those in the cleaner half against rho = 1's.
-    uniform = sampler_timesteps(schedule, SamplerConfig(num_steps=n, spacing="karras", rho=1.0, lambda_min=-3.0))
+    uniform = sampler_timesteps(schedule, plain("ddim", steps=n, spacing="karras", rho=1.0, lambda_min=-3.0))
     clean_half = [sum(t < kept // 2 for t in s) for s in (uniform, steps)]
     assert clean_half[1] > clean_half[0] if rho > 1 else clean_half[1] == clean_half[0]
 
@@ -247,7 +246,7 @@ def test_karras_spacing_never_repeats_a_timestep():
     with pytest.raises(ValueError, match="karras spacing depends on the noise schedule"):
         make_timesteps(50, 10, "karras")
     with pytest.raises(ValueError, match="rho must be a positive number, got 0"):
-        SamplerConfig(rho=0)
+        plain("ddim", rho=0)
 
 
 def test_lambda_min_starts_at_the_noisiest_kept_level():
@@ -259,8 +258,7 @@ def test_lambda_min_starts_at_the_noisiest_kept_level():
     assert usable_steps(schedule, -3.0) == kept and half_log_snr[kept - 1] >= -3.0 > half_log_snr[kept]
     assert usable_steps(schedule, None) == 1000
     x_T, g = draw(2)
-    records = list(iterate("dpmpp_2m", gaussian_denoiser(schedule, MU, S), x_T,
-                           SamplerConfig(num_steps=10, lambda_min=-3.0), g))
+    records = list(iterate(gaussian_denoiser(schedule, MU, S), x_T, plain("dpmpp_2m", steps=10, lambda_min=-3.0), g))
     assert [r.t for r in records] == make_timesteps(kept, 10, "trailing")
     assert records[0].t == kept - 1
 
@@ -272,7 +270,7 @@ def test_lambda_min_keeps_one_point_data_exact(name):
     denoiser = one_point_denoiser(schedule, point)
     g = torch.Generator().manual_seed(1)
     x_T = initial_noise((16, 3, 1, 1), g, torch.float64)
-    out = sample(name, denoiser, x_T, SamplerConfig(num_steps=12, lambda_min=-2.0, eta=1.0), g)
+    out = sample(denoiser, x_T, plain(name, steps=12, lambda_min=-2.0, eta=1.0), g)
     torch.testing.assert_close(out, point.expand_as(out), rtol=0, atol=1e-9)
 
 
@@ -282,18 +280,18 @@ def test_lambda_min_errors():
     x_T, g = draw(2)
     kept = usable_steps(schedule, -3.0)
     with pytest.raises(ValueError, match=f"100 steps is more than the {kept} timesteps with lambda_t >= "):
-        sample("ddpm", denoiser, x_T, SamplerConfig(num_steps=100, lambda_min=-3.0), g)
+        sample(denoiser, x_T, plain("ddpm", steps=100, lambda_min=-3.0), g)
     with pytest.raises(ValueError, match="lambda_min=20.0 leaves no timestep"):
-        sample("ddim", denoiser, x_T, SamplerConfig(num_steps=10, lambda_min=20.0), g)
+        sample(denoiser, x_T, plain("ddim", steps=10, lambda_min=20.0), g)
     with pytest.raises(ValueError, match="lambda_min must be a finite number"):
-        SamplerConfig(lambda_min=float("nan"))
+        plain("ddim", lambda_min=float("nan"))
 
 
 def test_clip_x0_bounds_the_prediction():
     schedule = make_schedule("linear", 100)
     denoiser = gaussian_denoiser(schedule, 3.0, 0.1)  # data far outside [-1, 1]
     x_T, g = draw(16)
-    records = list(iterate("ddim", denoiser, x_T, SamplerConfig(num_steps=10, clip_x0=True), g))
+    records = list(iterate(denoiser, x_T, plain("ddim", steps=10, clip_x0=True), g))
     assert all(r.x0_hat.abs().max() <= 1.0 for r in records)
     assert records[-1].x_prev.abs().max() <= 1.0 + 1e-12
 
@@ -302,11 +300,11 @@ def test_sample_section_fills_in_sampler_options():
     schedule = make_schedule("cosine", 1000)
     kept = usable_steps(schedule, -3.0)
     section = SampleConfig(sampler="dpmpp_2m", steps=20, spacing="leading", lambda_min=-3.0)
-    own = section.sampler_config(schedule, "dpmpp_2m")
-    assert (own.num_steps, own.spacing, own.lambda_min) == (20, "leading", -3.0)
-    assert section.sampler_config(schedule, "ddim").num_steps == 20
-    assert section.sampler_config(schedule, "ddpm").num_steps == kept  # ddpm in place of the run's sampler
-    assert SampleConfig(sampler="ddpm", steps=50).sampler_config(schedule, "ddpm").num_steps == 50
-    given = section.sampler_config(schedule, "ddim", 7, eta=0.5, spacing="linspace")
-    assert (given.num_steps, given.eta, given.spacing) == (7, 0.5, "linspace")
-    assert SampleConfig(steps=20, lambda_min=None).sampler_config(make_schedule("cosine", 10), "ddim").num_steps == 10
+    own = section.for_sampler(schedule)
+    assert (own.sampler, own.steps, own.spacing, own.lambda_min) == ("dpmpp_2m", 20, "leading", -3.0)
+    assert section.for_sampler(schedule, "ddim").steps == 20
+    assert section.for_sampler(schedule, "ddpm").steps == kept  # ddpm in place of the run's sampler
+    assert SampleConfig(sampler="ddpm", steps=50).for_sampler(schedule, "ddpm").steps == 50
+    given = section.for_sampler(schedule, "ddim", 7, eta=0.5, spacing="linspace")
+    assert (given.sampler, given.steps, given.eta, given.spacing) == ("ddim", 7, 0.5, "linspace")
+    assert SampleConfig(steps=20, lambda_min=None).for_sampler(make_schedule("cosine", 10), "ddim").steps == 10

@@ -9,11 +9,10 @@ import time
 
 import pytest
 import torch
-from training_helpers import cli_args, run_cli, tiny_config
+from training_helpers import cli_args, run_cli, tiny_trainer
 
 from horseshoe.cli import main
 from horseshoe.training import checkpoint
-from horseshoe.training.trainer import Trainer
 
 
 def start_training(out, *extra):
@@ -35,12 +34,12 @@ def wait_for_steps(out, proc, n=1, timeout=60):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_signal_finishes_the_step_saves_and_exits_zero(tmp_path, sig):
+def test_signal_finishes_the_step_saves_and_exits_with_the_signal_code(tmp_path, sig):
     proc = start_training(tmp_path)
     wait_for_steps(tmp_path, proc, 2)
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err
+    assert proc.returncode == 128 + sig, err  # 130 for SIGINT, 143 for SIGTERM: scripts can tell it from done
     assert "stopped by signal" in out
     saved = checkpoint.latest(tmp_path)
     assert f"checkpoint: {saved}" in out
@@ -135,10 +134,10 @@ def test_two_processes_match_one(tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
     ours = [line for line in done.stderr.splitlines() if "horseshoe" in line and "error" in line]
     assert done.returncode == 0, "\n".join(ours) or done.stderr[-2000:]  # a rank's own message first
-    single = Trainer(tiny_config(*extra), tmp_path / "one", progress=False)
+    single = tiny_trainer(tmp_path / "one", *extra)
     single.fit()
     ddp = checkpoint.load(checkpoint.latest(tmp_path / "ddp"), parts=("model",)).tensors["model"]
-    for name, value in single.model.state_dict().items():
+    for name, value in single.state.model.state_dict().items():
         torch.testing.assert_close(ddp[name], value, rtol=0, atol=1e-6)
 
     def losses(run):

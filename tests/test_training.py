@@ -3,16 +3,16 @@ import math
 
 import pytest
 import torch
-from training_helpers import tiny_config
+from training_helpers import tiny_config, tiny_trainer
 
 from horseshoe.runs import load_run
 from horseshoe.training import checkpoint
 from horseshoe.training.ema import EMA
-from horseshoe.training.trainer import NonFiniteLoss, Trainer, learning_rate
+from horseshoe.training.trainer import NonFiniteLoss, learning_rate
 
 
 def train(run_dir, *extra, resume=None):
-    trainer = Trainer(tiny_config(*extra), run_dir, progress=False)
+    trainer = tiny_trainer(run_dir, *extra)
     if resume:
         trainer.resume(resume)
     trainer.fit()
@@ -30,9 +30,9 @@ def test_resume_is_bit_identical(tmp_path, precision):
     straight = train(tmp_path / "a", "train.steps=6", f"train.precision={precision!r}")
     train(tmp_path / "b", "train.steps=3", f"train.precision={precision!r}")
     resumed = train(tmp_path / "b", "train.steps=6", f"train.precision={precision!r}", resume=tmp_path / "b")
-    assert same_weights(straight.model, resumed.model)
-    assert same_weights(straight.ema.model, resumed.ema.model)
-    assert straight.loader.position == resumed.loader.position
+    assert same_weights(straight.state.model, resumed.state.model)
+    assert same_weights(straight.state.ema.model, resumed.state.ema.model)
+    assert straight.state.loader.position == resumed.state.loader.position
 
 
 def test_gradient_accumulation_matches_the_full_batch(tmp_path):
@@ -40,7 +40,7 @@ def test_gradient_accumulation_matches_the_full_batch(tmp_path):
     # weights agree to float32 rounding amplified over a few Adam steps (measured < 1e-6).
     full = train(tmp_path / "a", "train.steps=4", "model.dropout=0.0")
     accum = train(tmp_path / "b", "train.steps=4", "model.dropout=0.0", "train.grad_accum=4")
-    for p, q in zip(full.model.parameters(), accum.model.parameters(), strict=True):
+    for p, q in zip(full.state.model.parameters(), accum.state.model.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=0, atol=1e-5)
 
 
@@ -75,7 +75,7 @@ def test_checkpoint_holds_no_pickle_and_rebuilds_from_config(tmp_path):
                                                       "optimizer.safetensors", "rng.safetensors", "state.json"]
     run = load_run(tmp_path, device="cpu")  # the model comes from the saved config alone
     x, t = torch.randn(2, 1, 16, 16), torch.tensor([3, 700])
-    torch.testing.assert_close(run.model(x, t), trainer.ema.model.eval()(x, t))
+    torch.testing.assert_close(run.model(x, t), trainer.state.ema.model.eval()(x, t))
     assert run.step == 2
 
 
@@ -99,14 +99,14 @@ def test_crash_during_save_leaves_last_checkpoint_loadable(tmp_path, monkeypatch
         real_save(tensors, path)
 
     monkeypatch.setattr(checkpoint, "save_file", dies_midway)
-    trainer.step += 1
+    trainer.state.step += 1
     with pytest.raises(KeyboardInterrupt):
-        trainer.save()
+        trainer.save(tmp_path)
     monkeypatch.undo()
     assert checkpoint.latest(tmp_path) == good
     checkpoint.load(good)  # complete and loadable
-    trainer.step += 1
-    trainer.save()  # the next save clears the half-written temporary
+    trainer.state.step += 1
+    trainer.save(tmp_path)  # the next save clears the half-written temporary
     assert not list((tmp_path / "checkpoints").glob(".tmp-*"))
 
 
@@ -118,24 +118,37 @@ def test_disk_full_says_so_and_keeps_previous(tmp_path, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(checkpoint, "save_file", full)
-    trainer.step += 1
+    trainer.state.step += 1
     with pytest.raises(OSError, match=r"disk full while saving checkpoint .*step-00000003'; the previous "
                                       r"checkpoint '.*step-00000002' is intact"):
-        trainer.save()
+        trainer.save(tmp_path)
     assert checkpoint.latest(tmp_path) == good and not list((tmp_path / "checkpoints").glob(".tmp-*"))
 
 
 def test_nonfinite_loss_stops_with_step_and_checkpoint(tmp_path):
-    trainer = Trainer(tiny_config("train.steps=6", "train.checkpoint_every=2"), tmp_path, progress=False)
+    trainer = tiny_trainer(tmp_path, "train.steps=6", "train.checkpoint_every=2")
     model = trainer.network
     trainer.network = lambda x, t: model(x, t) * (math.nan if trainer.step >= 3 else 1.0)
-    with pytest.raises(NonFiniteLoss, match=r"loss became nan at step 4; the last good checkpoint is "
-                                            r"'.*step-00000002'"):
+    with pytest.raises(NonFiniteLoss, match=r"loss became nan at step 4 \(--set train.skip_nonfinite=true"):
         trainer.fit()
+    assert checkpoint.latest(tmp_path).name == "step-00000002"
+
+
+def test_nonfinite_loss_error_names_the_last_good_checkpoint(tmp_path, monkeypatch):
+    from horseshoe import pipeline
+
+    train(tmp_path / "run", "train.steps=2")
+
+    def fails(self):
+        raise NonFiniteLoss("loss became nan at step 3")
+
+    monkeypatch.setattr(pipeline.Trainer, "fit", fails)
+    with pytest.raises(NonFiniteLoss, match=r"at step 3; the last good checkpoint is '.*step-00000002'"):
+        pipeline.train(tiny_config("train.steps=4"), tmp_path / "run", resume=tmp_path / "run", progress=False)
 
 
 def test_nonfinite_steps_can_be_skipped(tmp_path):
-    trainer = Trainer(tiny_config("train.steps=4", "train.skip_nonfinite=true"), tmp_path, progress=False)
+    trainer = tiny_trainer(tmp_path, "train.steps=4", "train.skip_nonfinite=true")
     model, calls = trainer.network, []
 
     def flaky(x, t):
@@ -148,26 +161,26 @@ def test_nonfinite_steps_can_be_skipped(tmp_path):
 
 
 def test_batch_larger_than_dataset_repeats_the_data(tmp_path):
-    result = Trainer(tiny_config("train.steps=2", "data.count=3"), tmp_path, progress=False).fit()
+    result = tiny_trainer(tmp_path, "train.steps=2", "data.count=3").fit()
     assert result.step == 2
 
 
 def test_epoch_budget(tmp_path):
-    trainer = Trainer(tiny_config("train.epochs=1.0"), tmp_path, progress=False)
+    trainer = tiny_trainer(tmp_path, "train.epochs=1.0")
     assert trainer.total_steps() == 3  # 24 images / batch 8
     with pytest.raises(ValueError, match="has no epochs"):
-        Trainer(tiny_config("train.epochs=1.0", "data.count=none"), tmp_path, progress=False).total_steps()
+        tiny_trainer(tmp_path, "train.epochs=1.0", "data.count=none").total_steps()
 
 
 def test_resume_rejects_another_model_and_corrupt_files(tmp_path):
     train(tmp_path, "train.steps=2")
-    other = Trainer(tiny_config("train.steps=4", "model.base_channels=32"), tmp_path / "x", progress=False)
+    other = tiny_trainer(tmp_path / "x", "train.steps=4", "model.base_channels=32")
     with pytest.raises(ValueError, match="different config: model.base_channels is 16 there and 32 now"):
         other.resume(tmp_path)
     path = checkpoint.latest(tmp_path)
     data = (path / "model.safetensors").read_bytes()
     (path / "model.safetensors").write_bytes(data[: len(data) // 2])
-    same = Trainer(tiny_config("train.steps=4"), tmp_path / "y", progress=False)
+    same = tiny_trainer(tmp_path / "y", "train.steps=4")
     with pytest.raises(ValueError, match=r"checkpoint '.*step-00000002' is corrupt or incomplete: model.safetensors"):
         same.resume(tmp_path)
     (path / "state.json").unlink()

@@ -7,11 +7,11 @@ from horseshoe.models import UNet, UNetConfig
 from horseshoe.models.layers import CPU_MATMUL_ATTENTION_MAX_LEN, attention, timestep_embedding
 
 
-def tiny(channels=3, **overrides):
-    fields = dict(in_channels=channels, out_channels=channels, base_channels=16, channel_mults=(1, 2, 2),
-                  num_res_blocks=1, attention_levels=(1,), norm_groups=8, head_channels=16)
+def tiny(channels=3, size=(16, 16), **overrides):
+    fields = dict(base_channels=16, channel_mults=(1, 2, 2), num_res_blocks=1, attention_resolutions=(8,),
+                  norm_groups=8, head_channels=16, patch_size=1)
     fields.update(overrides)
-    return UNet(UNetConfig(**fields))
+    return UNet(UNetConfig(**fields), (channels, *size))
 
 
 def randomise(model):
@@ -80,7 +80,7 @@ def test_a_network_cast_to_bf16_runs_without_autocast():
 def test_overfits_four_images():
     # Four fixed (x_t, t) -> eps pairs: a few hundred Adam steps must cut the loss at least 10x.
     torch.manual_seed(0)
-    model = tiny(1, base_channels=16, channel_mults=(1, 2), attention_levels=())
+    model = tiny(1, base_channels=16, channel_mults=(1, 2), attention_resolutions=())
     schedule = make_schedule("linear", 1000)
     g = torch.Generator().manual_seed(0)
     x0 = torch.rand((4, 1, 8, 8), generator=g) * 2 - 1
@@ -100,18 +100,19 @@ def test_overfits_four_images():
 
 def test_bad_sizes_and_configs():
     model = tiny()
-    with pytest.raises(ValueError, match="input size 10x16 is not divisible by 4"):
+    with pytest.raises(ValueError, match="image size 10x16 is not divisible by 4"):
         model(torch.randn(1, 3, 10, 16), torch.tensor([1]))
     with pytest.raises(ValueError, match=r"expected input of shape \(B, 3, H, W\), got \(1, 1, 16, 16\)"):
         model(torch.randn(1, 1, 16, 16), torch.tensor([1]))
     with pytest.raises(ValueError, match=r"expected t of shape \(2,\)"):
         model(torch.randn(2, 3, 16, 16), torch.tensor([1]))
-    with pytest.raises(ValueError, match="in_channels must be 1, 2, 3 or 4, got 5"):
-        UNetConfig(in_channels=5)
+    with pytest.raises(ValueError, match="image channels must be 1, 2, 3 or 4, got 5"):
+        tiny(5)
     with pytest.raises(ValueError, match="norm_groups=32 does not divide the channel count 48"):
-        UNetConfig(base_channels=48, channel_mults=(1,), attention_levels=())
-    with pytest.raises(ValueError, match=r"attention_levels \[4\] out of range for 4 levels"):
-        UNetConfig(attention_levels=(4,))
+        UNetConfig(base_channels=48, channel_mults=(1,))
+    with pytest.raises(ValueError, match=r"attention_resolutions: 3 is not a feature-map size of this U-Net "
+                                         r"\(sizes \[16, 8, 4\] for 16x16 images\)"):
+        tiny(attention_resolutions=(3,))
 
 
 @pytest.mark.parametrize("length", [16, 256, CPU_MATMUL_ATTENTION_MAX_LEN + 1])

@@ -22,6 +22,14 @@ def tiny_config(*extra: str):
     return build_config(None, TINY + list(extra))
 
 
+def tiny_trainer(run_dir: Path, *extra: str):
+    """A Trainer of the tiny config with the hooks `horseshoe train` registers, writing into run_dir."""
+    from horseshoe.pipeline import run_hooks
+    from horseshoe.training.trainer import Trainer
+
+    return Trainer(tiny_config(*extra), run_hooks(Path(run_dir), progress=False))
+
+
 def cli_args(*extra: str) -> list[str]:
     """--set flags for the tiny config."""
     out = []

@@ -1,14 +1,19 @@
-"""One frozen config for a run: model, diffusion, data, training and sampling sections.
+"""One frozen config for a run, composed of the sections each package owns.
 
-Built from the defaults, then a TOML file, then `section.key=value` overrides; unknown keys and
-values of the wrong type are errors that name the key. The whole config is saved with every
-checkpoint, and the model is rebuilt from it alone.
+    model      horseshoe.models.UNetConfig          data    horseshoe.data.DataConfig
+    diffusion  horseshoe.diffusion.DiffusionConfig  sample  horseshoe.sampling.SampleConfig
+    train      TrainConfig, here: the training package sits above this module and reads it
+
+Built from the defaults, then a TOML file, then overrides (`section.key=value` text from --set, or
+typed values from the CLI's own flags); unknown keys and values of the wrong type are errors that
+name the key. The whole config is saved with every checkpoint, and the model is rebuilt from it alone.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 import types
 import typing
@@ -16,57 +21,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from horseshoe.data.dataset import DataConfig
-from horseshoe.diffusion.denoiser import PREDICTIONS
-from horseshoe.diffusion.schedules import SCHEDULES, NoiseSchedule
+from horseshoe.data.config import DataConfig
+from horseshoe.diffusion.config import DiffusionConfig
 from horseshoe.models.unet import UNetConfig
-from horseshoe.runtime import DEVICES, PRECISIONS
-from horseshoe.sampling.record import DDPM_VARIANCES, SPACINGS, SamplerConfig
-from horseshoe.sampling.timesteps import usable_steps
+from horseshoe.runtime import DEVICES, PRECISIONS, check_seed
+from horseshoe.sampling.config import SampleConfig
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """The U-Net's architecture; channels come from data.channels.
-
-    attention_resolutions lists feature-map sizes (of the smaller image side) whose residual blocks
-    get self-attention; the middle block always has it. The defaults are the demo's, measured on a
-    2-core CPU (see README): 2x2 patch folding, widths 64-128-128, attention in the middle only.
-    """
-
-    base_channels: int = 64
-    channel_mults: tuple[int, ...] = (1, 2, 2)
-    num_res_blocks: int = 2
-    attention_resolutions: tuple[int, ...] = ()
-    dropout: float = 0.0
-    norm_groups: int = 32
-    head_channels: int = 64
-    patch_size: int = 2
-
-
-@dataclass(frozen=True)
-class DiffusionConfig:
-    """The noise schedule, its length T, and what the network predicts."""
-
-    schedule: str = "cosine"
-    num_steps: int = 1000
-    prediction: str = "v"
-    min_snr_gamma: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"diffusion.schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
-        if self.num_steps < 2:
-            raise ValueError(f"diffusion.num_steps must be >= 2, got {self.num_steps}")
-        if self.prediction not in PREDICTIONS:
-            raise ValueError(f"diffusion.prediction must be one of {', '.join(PREDICTIONS)}, got {self.prediction!r}")
-        if self.min_snr_gamma is not None and self.min_snr_gamma <= 0:
-            raise ValueError(f"diffusion.min_snr_gamma must be > 0, got {self.min_snr_gamma}")
 
 
 @dataclass(frozen=True)
@@ -113,8 +77,13 @@ class TrainConfig:
         if self.epochs is not None:
             positive["train.epochs"] = self.epochs
         for name, value in positive.items():
-            if value <= 0:
-                raise ValueError(f"{name} must be positive, got {value}")
+            if not 0 < value < math.inf:
+                raise ValueError(f"{name} must be a positive number, got {value}")
+        check_seed("train.seed", self.seed)
+        if not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"train.betas must both be in [0, 1), got {list(self.betas)}")
+        if not 0 <= self.weight_decay < math.inf:
+            raise ValueError(f"train.weight_decay must be a number >= 0, got {self.weight_decay}")
         for name in ("warmup_steps", "sample_every", "checkpoint_every", "eval_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"train.{name} must be >= 0, got {getattr(self, name)}")
@@ -124,93 +93,31 @@ class TrainConfig:
             raise ValueError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.device not in DEVICES and not self.device.startswith("cuda:"):
             raise ValueError(f"train.device must be one of {', '.join(DEVICES)} or cuda:N, got {self.device!r}")
-        if self.grad_clip is not None and self.grad_clip <= 0:
+        if self.grad_clip is not None and not 0 < self.grad_clip < math.inf:
             raise ValueError(f"train.grad_clip must be > 0 (or omitted), got {self.grad_clip}")
-        if self.max_minutes is not None and self.max_minutes <= 0:
+        if self.max_minutes is not None and not 0 < self.max_minutes < math.inf:
             raise ValueError(f"train.max_minutes must be positive (or omitted), got {self.max_minutes}")
         if not 0 <= self.ema_warmup_ratio < 1:
             raise ValueError(f"train.ema_warmup_ratio must be in [0, 1), got {self.ema_warmup_ratio}")
 
 
 @dataclass(frozen=True)
-class SampleConfig:
-    """How the run draws its sample grids (and the defaults of `horseshoe sample`)."""
-
-    sampler: str = "dpmpp_2m_sde"
-    steps: int = 20
-    eta: float = 0.0
-    spacing: str = "karras"
-    clip_x0: bool = True
-    count: int = 64
-    seed: int = 0
-    ddpm_variance: str = "posterior"
-    lambda_min: float | None = -3.0  # start where the half log-SNR reaches this (see sampling.timesteps)
-    rho: float = 3.0  # the karras spacing's exponent (see sampling.timesteps)
-
-    def __post_init__(self) -> None:
-        from horseshoe.sampling import SAMPLERS
-
-        if self.sampler not in SAMPLERS:
-            raise ValueError(f"sample.sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
-        if self.steps <= 0 or self.count <= 0:
-            raise ValueError(f"sample.steps and sample.count must be positive, got {self.steps} and {self.count}")
-        if self.eta < 0:
-            raise ValueError(f"sample.eta must be >= 0, got {self.eta}")
-        if self.spacing not in SPACINGS:
-            raise ValueError(f"sample.spacing must be one of {', '.join(SPACINGS)}, got {self.spacing!r}")
-        if self.ddpm_variance not in DDPM_VARIANCES:
-            raise ValueError(f"sample.ddpm_variance must be one of {', '.join(DDPM_VARIANCES)}")
-        if self.lambda_min is not None and not -1e3 < self.lambda_min < 1e3:
-            raise ValueError(f"sample.lambda_min must be a finite number (or omitted), got {self.lambda_min}")
-        if not 0 < self.rho < 1e3:
-            raise ValueError(f"sample.rho must be a positive number, got {self.rho}")
-
-    def sampler_config(self, schedule: NoiseSchedule, sampler: str, steps: int | None = None,
-                       eta: float | None = None, spacing: str | None = None) -> SamplerConfig:
-        """Options for `sampler`: the given ones over this section's. Without `steps` it takes sample.steps
-        (fewer when the schedule has fewer), except ddpm asked for in place of the run's own sampler:
-        ancestral sampling is meant to visit every usable timestep."""
-        usable = usable_steps(schedule, self.lambda_min)
-        if steps is None:
-            steps = usable if sampler == "ddpm" != self.sampler else min(self.steps, usable)
-        return SamplerConfig(num_steps=steps, spacing=spacing or self.spacing, eta=self.eta if eta is None else eta,
-                             clip_x0=self.clip_x0, variance=self.ddpm_variance, lambda_min=self.lambda_min,
-                             rho=self.rho)
-
-
-@dataclass(frozen=True)
 class Config:
     """Everything a run needs, saved with each checkpoint."""
 
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: UNetConfig = field(default_factory=UNetConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
 
     def __post_init__(self) -> None:
-        self.unet()  # architecture errors surface when the config is made, not mid-run
-
-    def unet(self) -> UNetConfig:
-        """The network's config: channels from the data, attention resolutions turned into levels."""
-        m, d = self.model, self.data
-        levels = []
-        for res in m.attention_resolutions:
-            side = min(d.height, d.width) // m.patch_size
-            matches = [lvl for lvl in range(len(m.channel_mults)) if side // 2**lvl == res]
-            if not matches:
-                sizes = [side // 2**lvl for lvl in range(len(m.channel_mults))]
-                raise ValueError(f"model.attention_resolutions: {res} is not a feature-map size of this U-Net "
-                                 f"(sizes {sizes} for {d.height}x{d.width} images)")
-            levels.append(matches[0])
-        unet = UNetConfig(in_channels=d.channels, out_channels=d.channels, base_channels=m.base_channels,
-                          channel_mults=tuple(m.channel_mults), num_res_blocks=m.num_res_blocks,
-                          attention_levels=tuple(levels), dropout=m.dropout, norm_groups=m.norm_groups,
-                          head_channels=m.head_channels, patch_size=m.patch_size)
-        if d.height % unet.size_divisor or d.width % unet.size_divisor:
-            raise ValueError(f"data.image_size {d.height}x{d.width} is not divisible by {unet.size_divisor} "
-                             f"(model.patch_size x 2^(levels-1) for {len(m.channel_mults)} levels)")
-        return unet
+        # Architecture errors surface when the config is made, not mid-run.
+        d = self.data
+        self.model.check_size(d.height, d.width)
+        self.model.attention_levels(d.height, d.width)
+        check_seed("data.seed", d.seed)
+        check_seed("sample.seed", self.sample.seed)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -289,6 +196,21 @@ def merge(config: Config, values: dict[str, Any]) -> Config:
             raise ValueError(f"config section {name!r} must be a table of keys, got {section_values!r}")
         sections[name] = _section_from_dict(name, section_values, getattr(config, name))
     return dataclasses.replace(config, **sections)
+
+
+def incompatibility(saved: Config, current: Config) -> str | None:
+    """Why weights trained under `saved` cannot continue under `current` (None when they can).
+
+    The network and the process must be the same (model and diffusion sections), and so must the
+    images' shape; everything else (budget, data source, sampling) may change on resume.
+    """
+    pairs = [(f"{name}.{f.name}", getattr(getattr(saved, name), f.name), getattr(getattr(current, name), f.name))
+             for name in ("model", "diffusion") for f in dataclasses.fields(getattr(current, name))]
+    pairs.append(("data.shape (channels, height, width)", saved.data.shape, current.data.shape))
+    for key, then, now in pairs:
+        if then != now:
+            return f"{key} is {then!r} there and {now!r} now"
+    return None
 
 
 def from_dict(values: dict[str, Any]) -> Config:

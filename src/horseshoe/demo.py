@@ -16,17 +16,16 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-import numpy as np
-
 from horseshoe import report
 from horseshoe.config import Config, apply_overrides, load_toml
-from horseshoe.data import build_dataset
+from horseshoe.data import first_images
 from horseshoe.data.transforms import to_uint8
 from horseshoe.metrics.shape import horseshoe_rate
+from horseshoe.pipeline import run_hooks
 from horseshoe.runs import load_run
 from horseshoe.training import checkpoint
 from horseshoe.training.runlog import read_metrics
-from horseshoe.training.trainer import Trainer
+from horseshoe.training.trainer import Trainer, TrainResult
 from horseshoe.viz.gif import save_gif
 from horseshoe.viz.grid import display_scale, save_png, save_samples
 from horseshoe.viz.pictures import default_noise_timesteps, denoising_picture, noising_picture, sampling_frames
@@ -42,55 +41,89 @@ def demo_config(overrides: list[str] | None = None) -> Config:
     return apply_overrides(config, overrides or [])
 
 
-@dataclass
+@dataclass(frozen=True)
+class DemoReport:
+    """What a demo call did and measured; `rows()` is the table on its page."""
+
+    steps: int
+    steps_trained: int
+    training_seconds: float
+    images_per_sec: float
+    final_loss: float
+    stop_reason: str
+    device: str
+    precision: str
+    parameters: int
+    sampler: str
+    sampling_seconds: float
+    horseshoe_rate: float | None
+    seconds: float
+
+    def rows(self) -> dict[str, object]:
+        rows = {"training steps": self.steps, "steps trained by this call": self.steps_trained,
+                "training seconds (this call)": round(self.training_seconds, 1),
+                "training images/s": round(self.images_per_sec, 1), "final loss": self.final_loss,
+                "stopped because": self.stop_reason, "device": self.device, "precision": self.precision,
+                "parameters": self.parameters, "sampler": self.sampler,
+                "sampling seconds (64 images)": round(self.sampling_seconds, 2)}
+        if self.horseshoe_rate is not None:
+            rows["horseshoe rate (geometric check)"] = self.horseshoe_rate
+        rows["demo seconds (this call)"] = round(self.seconds, 1)
+        return rows
+
+
+@dataclass(frozen=True)
 class DemoResult:
     out: Path
-    numbers: dict
+    report: DemoReport
     pictures: list[Path]
 
 
-def train_demo(config: Config, out: Path, progress: bool) -> tuple[dict, Trainer]:
+def train_demo(config: Config, out: Path, progress: bool) -> tuple[TrainResult, Trainer]:
     """Train (or continue a previous demo run in `out` up to the budget)."""
-    trainer = Trainer(config, out, progress=progress)
-    if checkpoint.latest(out) is not None:
-        trainer.resume(out)
-    start_step = trainer.step
-    result = trainer.fit()
-    trainer.close()
-    numbers = {"training steps": result.step, "steps trained by this call": result.step - start_step,
-               "training seconds (this call)": round(result.seconds, 1),
-               "training images/s": round(result.images_per_sec, 1), "final loss": result.loss,
-               "stopped because": result.stop_reason, "device": str(trainer.device), "precision": trainer.precision,
-               "parameters": sum(p.numel() for p in trainer.model.parameters())}
-    return numbers, trainer
+    trainer = Trainer(config, run_hooks(out, progress))
+    try:
+        if checkpoint.latest(out) is not None:
+            checkpoint.clean_stale(out)
+            trainer.resume(out)
+        return trainer.fit(), trainer
+    finally:
+        trainer.close()
 
 
-def draw_pictures(out: Path, config: Config, count: int = 64, seed: int = 0) -> dict:
-    """Samples, noising, denoising, GIF and loss curve from the run in `out`; returns numbers about them."""
+@dataclass(frozen=True)
+class Drawn:
+    """What drawing the pictures measured."""
+
+    sampler: str
+    sampling_seconds: float
+    horseshoe_rate: float | None
+
+
+def draw_pictures(out: Path, config: Config, count: int = 64, seed: int = 0) -> Drawn:
+    """Samples, noising, denoising, GIF and loss curve from the run in `out`."""
     run = load_run(out)
-    name, sampler_config = run.sampler()
+    sample_config = run.sampler()
     started = time.perf_counter()
-    samples = to_uint8(run.generate(name, sampler_config, count, seed=seed))
-    numbers = {"sampler": f"{name}, {sampler_config.num_steps} steps",
-               "sampling seconds (64 images)": round(time.perf_counter() - started, 2)}
+    samples = to_uint8(run.generate(sample_config, count, seed=seed))
+    sampling_seconds = time.perf_counter() - started
     save_samples(samples, out / "samples")
-    if config.data.is_builtin_silhouette:
-        numbers["horseshoe rate (geometric check)"] = horseshoe_rate(samples / 255.0)
+    rate = horseshoe_rate(samples / 255.0) if config.data.is_builtin_silhouette else None
     scale = display_scale(config.data.height)
-    data = build_dataset(config.data).get_batch(np.arange(4))
+    data = first_images(config.data, 4)
     schedule = run.denoiser.schedule
     save_png(noising_picture(data, schedule, default_noise_timesteps(schedule.num_steps), scale=scale),
              out / "noising.png")
-    records = list(run.records(name, sampler_config, 4, seed))
+    records = list(run.records(sample_config, 4, seed))
     save_png(denoising_picture(records, columns=8, samples=4, scale=scale), out / "denoising.png")
-    gif_name, gif_config = run.sampler("ddim", 100)
-    frames = sampling_frames(run.records(gif_name, gif_config, 9, seed), 40, 100, with_x0=True, scale=scale)
+    gif_config = run.sampler("ddim", 100)
+    frames = sampling_frames(run.records(gif_config, 9, seed), 40, 100, with_x0=True, scale=scale)
     save_gif(frames, out / "sampling.gif", fps=12, hold_seconds=2.5)
     plot_loss(read_metrics(out), out / "loss.png", title="demo training loss")
-    return numbers
+    return Drawn(f"{sample_config.sampler}, {sample_config.steps} steps", sampling_seconds, rate)
 
 
-def write_page(out: Path, config: Config, numbers: dict) -> Path:
+def write_page(out: Path, config: Config, demo: DemoReport) -> Path:
     figures = (
         report.figure("samples/grid.png", "64 new horseshoes from the EMA weights")
         + report.figure("sampling.gif", "sampling 9 images with DDIM (100 steps): x_t left, predicted x0 right")
@@ -100,7 +133,7 @@ def write_page(out: Path, config: Config, numbers: dict) -> Path:
            + report.figure("denoising.png", "backward process: x_t and the predicted x0 at chosen sampler steps"))
     report.add_section(out, "process", "How diffusion makes them", how, order=20)
     report.add_section(out, "training", "Training",
-                       report.figure("loss.png", "training loss per logged step") + report.table(numbers), order=30)
+                       report.figure("loss.png", "training loss per logged step") + report.table(demo.rows()), order=30)
     return report.add_section(out, "config", "Config", report.preformatted(config.to_json()), order=90)
 
 
@@ -112,14 +145,19 @@ def run_demo(out: str | Path, overrides: list[str] | None = None, gallery: str |
     if fresh and out.exists():
         shutil.rmtree(out)
     config = demo_config(overrides)
-    numbers, _ = train_demo(config, out, progress)
-    numbers.update(draw_pictures(out, config))
-    numbers["demo seconds (this call)"] = round(time.perf_counter() - started, 1)
-    page = write_page(out, config, numbers)
+    trained, trainer = train_demo(config, out, progress)
+    drawn = draw_pictures(out, config)
+    demo = DemoReport(steps=trained.step, steps_trained=trained.steps_trained, training_seconds=trained.seconds,
+                      images_per_sec=trained.images_per_sec, final_loss=trained.loss, stop_reason=trained.stop_reason,
+                      device=str(trainer.device), precision=trainer.precision,
+                      parameters=sum(p.numel() for p in trainer.state.model.parameters()), sampler=drawn.sampler,
+                      sampling_seconds=drawn.sampling_seconds, horseshoe_rate=drawn.horseshoe_rate,
+                      seconds=time.perf_counter() - started)
+    page = write_page(out, config, demo)
     pictures = [out / p for p in PICTURES] + [page]
     if gallery is not None:
         gallery = Path(gallery)
         gallery.mkdir(parents=True, exist_ok=True)
         for picture in PICTURES:
             shutil.copyfile(out / picture, gallery / Path(picture).name.replace("grid", "samples"))
-    return DemoResult(out=out, numbers=numbers, pictures=pictures)
+    return DemoResult(out=out, report=demo, pictures=pictures)

@@ -17,13 +17,12 @@ import torch
 
 from horseshoe import report
 from horseshoe.config import Config
-from horseshoe.data import DataConfig, build_dataset
-from horseshoe.data.dataset import Horseshoes
-from horseshoe.data.transforms import to_model_range, to_uint8
+from horseshoe.data import build_dataset, builtin_images, subset_images, training_images
+from horseshoe.data.transforms import to_uint8
 from horseshoe.metrics import fid, inception, likelihood
 from horseshoe.metrics.novelty import NoveltyResult, novelty
 from horseshoe.metrics.shape import horseshoe_rate
-from horseshoe.metrics.swd import SWDReference
+from horseshoe.metrics.swd import SWDReference, SWDResult
 from horseshoe.runs import LoadedRun, load_run
 from horseshoe.viz.grid import display_scale, make_grid, save_png
 
@@ -76,21 +75,6 @@ def parse_sweep(items: list[str]) -> tuple[tuple[str, int | None], ...]:
     return tuple(out)
 
 
-def _images(dataset, indices: np.ndarray) -> torch.Tensor:
-    return to_model_range(dataset.get_batch(indices))
-
-
-def _subset(dataset, limit: int, seed: int) -> torch.Tensor:
-    """All of a dataset's images, or a seeded choice of `limit` of them when it has more."""
-    n = len(dataset)
-    return _images(dataset, np.arange(n) if n <= limit else np.random.default_rng(seed).choice(n, limit, replace=False))
-
-
-def _builtin(d: DataConfig, start: int, count: int) -> torch.Tensor:
-    """Built-in horseshoes start .. start+count-1 of the endless stream with the run's data settings."""
-    return _images(Horseshoes(dataclasses.replace(d, count=None)), np.arange(start, start + count))
-
-
 def reference_sets(config: Config, options: EvalOptions) -> tuple[torch.Tensor, torch.Tensor | None, str]:
     """(reference images, held-out images or None, description). The reference defaults to the training data.
 
@@ -103,22 +87,14 @@ def reference_sets(config: Config, options: EvalOptions) -> tuple[torch.Tensor, 
             ref_config = dataclasses.replace(d, path=None, count=options.count, seed=d.seed + 1)
         else:
             ref_config = dataclasses.replace(d, path=options.reference)
-        images = _subset(build_dataset(ref_config), options.count, options.seed)
+        images = subset_images(build_dataset(ref_config), options.count, options.seed)
         return images, images[:options.heldout], f"--reference {options.reference} ({images.shape[0]} images)"
-    training = training_images(config, options.count, options.seed)
+    training = training_images(d, options.count, options.seed)
     heldout = None
     if d.path is None:
         start = d.count if d.count is not None else 10**9  # the stream: far beyond any training position
-        heldout = _builtin(d, start, options.heldout)
+        heldout = builtin_images(d, start, options.heldout)
     return training, heldout, f"the run's training data ({training.shape[0]} images)"
-
-
-def training_images(config: Config, limit: int, seed: int) -> torch.Tensor:
-    """Up to `limit` images of the run's training data (a seeded subset when there are more)."""
-    d = config.data
-    if d.path is None:
-        return _builtin(d, 0, limit if d.count is None else min(limit, d.count))
-    return _subset(build_dataset(d), limit, seed)
 
 
 def real_floor(config: Config, options: EvalOptions) -> torch.Tensor | None:
@@ -127,7 +103,7 @@ def real_floor(config: Config, options: EvalOptions) -> torch.Tensor | None:
     if d.path is not None or options.reference is not None:
         return None
     start = (d.count if d.count is not None else 10**9) + 10**6  # past the held-out images too
-    return _builtin(d, start, options.count)
+    return builtin_images(d, start, options.count)
 
 
 def nearest_picture(samples: torch.Tensor, training: torch.Tensor, result: NoveltyResult, path: Path,
@@ -140,31 +116,168 @@ def nearest_picture(samples: torch.Tensor, training: torch.Tensor, result: Novel
     return save_png(grid, path)
 
 
-def quality(samples: torch.Tensor, reference: SWDReference, config: Config) -> dict:
+@dataclass(frozen=True)
+class Quality:
+    """Sample quality: SWD against the reference, and for the built-in silhouettes the horseshoe rate."""
+
+    swd: SWDResult
+    horseshoe_rate: float | None = None
+    swd_floor: float | None = None  # fresh real images against the same reference: a perfect model's score
+
+    def to_json(self) -> dict:
+        out = self.swd.as_dict()
+        if self.horseshoe_rate is not None:
+            out["horseshoe_rate"] = self.horseshoe_rate
+        if self.swd_floor is not None:
+            out["swd_x1e3_floor"] = self.swd_floor
+        return out
+
+
+@dataclass(frozen=True)
+class SweepRow:
+    """One sampler setting of --sweep: its quality, network evaluations and wall time."""
+
+    sampler: str
+    steps: int
+    seconds: float
+    quality: Quality
+
+    def to_json(self) -> dict:
+        return {"sampler": self.sampler, "steps": self.steps, "nfe": self.steps, "seconds": round(self.seconds, 2),
+                **self.quality.to_json()}
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """Denoising errors and the variational bound on images the model was (ideally) never trained on."""
+
+    description: str
+    denoising_mse: dict[str, dict[str, float]]
+    bound: likelihood.BoundResult
+
+    def to_json(self) -> dict:
+        return {"set": self.description, "denoising_mse": self.denoising_mse, **self.bound.as_dict()}
+
+
+@dataclass(frozen=True)
+class FIDResult:
+    """FID and KID against the reference, or the note saying why they were skipped."""
+
+    fid: float | None = None
+    kid: float | None = None
+    kid_std: float | None = None
+    weights: str | None = None
+    skipped: str | None = None
+
+    def to_json(self) -> dict:
+        if self.skipped:
+            return {"skipped": self.skipped}
+        return {"fid": self.fid, "kid": self.kid, "kid_std": self.kid_std, "weights": self.weights}
+
+    def line(self) -> str:
+        return self.skipped or f"FID {self.fid:.2f}, KID {self.kid:.4f} +- {self.kid_std:.4f}"
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Everything `horseshoe evaluate` measured; eval.json is to_json(), the printout summary()."""
+
+    run: Path
+    checkpoint: Path
+    step: int
+    weights: str
+    sampler: str
+    sampler_steps: int
+    lambda_min: float | None
+    samples: int
+    seed: int
+    sampling_seconds: float
+    reference: str
+    quality: Quality
+    novelty: NoveltyResult
+    heldout: HeldOut
+    fid: FIDResult
+    sweep: tuple[SweepRow, ...] = ()
+
+    def to_json(self) -> dict:
+        out = {"run": str(self.run), "checkpoint": str(self.checkpoint), "step": self.step, "weights": self.weights,
+               "sampler": self.sampler, "sampler_steps": self.sampler_steps, "lambda_min": self.lambda_min,
+               "samples": self.samples, "seed": self.seed, "sampling_seconds": round(self.sampling_seconds, 2),
+               "reference": self.reference, "quality": self.quality.to_json(), "novelty": self.novelty.as_dict(),
+               "heldout": self.heldout.to_json(), "fid": self.fid.to_json()}
+        if self.sweep:
+            out["sweep"] = [row.to_json() for row in self.sweep]
+        return out
+
+    def summary(self) -> list[str]:
+        """The readable lines `horseshoe evaluate` prints."""
+        q, n, bound = self.quality, self.novelty, self.heldout.bound
+        levels = ", ".join(f"{k}: {v:.2f}" for k, v in q.swd.levels.items())
+        floor = f"; real images score {q.swd_floor:.2f}" if q.swd_floor is not None else ""
+        lines = [f"{self.samples} samples, {self.sampler} {self.sampler_steps} steps, seed {self.seed}, step "
+                 f"{self.step} ({self.weights} weights); reference: {self.reference}",
+                 f"SWD x1e3: mean {q.swd.mean:.2f} ({levels}){floor}"]
+        if q.horseshoe_rate is not None:
+            lines.append(f"horseshoe rate: {q.horseshoe_rate:.1%} pass the geometric check")
+        lines.append(f"novelty: nearest-training-image distance / data spacing: median {n.ratio_median:.2f}, "
+                     f"min {n.ratio_min:.2f}; near-copies (< 1/3): {n.near_copy_fraction:.1%}")
+        lines.append(f"variational bound: {bound.bits_per_dim:.3f} bits/dim on {bound.images} "
+                     f"{self.heldout.description} ({bound.timesteps_used} timesteps)")
+        lines.append(self.fid.line())
+        for row in self.sweep:
+            rate = row.quality.horseshoe_rate
+            lines.append(f"  {row.sampler:>9} {row.steps:>5} steps: SWD {row.quality.swd.mean:7.2f}"
+                         + (f", horseshoes {rate:.0%}" if rate is not None else "") + f", {row.seconds:.1f} s")
+        return lines
+
+    def rows(self) -> dict[str, object]:
+        """The numbers of the Evaluation section of index.html."""
+        q, n = self.quality, self.novelty
+        rows: dict[str, object] = {"samples / sampler": f"{self.samples} / {self.sampler}, {self.sampler_steps} steps",
+                                   "reference": self.reference, "SWD x1e3 (mean)": q.swd.mean}
+        if q.swd_floor is not None:
+            rows["SWD x1e3 of real images (floor)"] = q.swd_floor
+        rows.update({f"SWD x1e3 at {k}": v for k, v in q.swd.levels.items()})
+        if q.horseshoe_rate is not None:
+            rows["horseshoe rate"] = q.horseshoe_rate
+        rows.update({"nearest-neighbour ratio (median)": n.ratio_median, "near-copy fraction": n.near_copy_fraction,
+                     "bits/dim (bound)": self.heldout.bound.bits_per_dim, "FID": self.fid.fid or self.fid.skipped})
+        return rows
+
+
+def quality(samples: torch.Tensor, reference: SWDReference, config: Config) -> Quality:
     """SWD and, for the built-in silhouettes, the horseshoe rate."""
-    out = reference.distance(samples).as_dict()
-    if config.data.is_builtin_silhouette:
-        out["horseshoe_rate"] = horseshoe_rate(to_uint8(samples) / 255.0)
-    return out
+    rate = horseshoe_rate(to_uint8(samples) / 255.0) if config.data.is_builtin_silhouette else None
+    return Quality(swd=reference.distance(samples), horseshoe_rate=rate)
 
 
-def sweep(run: LoadedRun, options: EvalOptions, reference: SWDReference, out_dir: Path) -> list[dict]:
+def sweep(run: LoadedRun, options: EvalOptions, reference: SWDReference, out_dir: Path) -> tuple[SweepRow, ...]:
     """Quality against network evaluations and wall time, every setting with the same seed."""
-    rows = []
-    for name, steps in options.sweep:
-        sampler_name, config = run.sampler(name, steps, options.eta)
-        started = time.perf_counter()
-        samples = run.generate(sampler_name, config, options.count, options.seed, options.batch_size)
-        seconds = time.perf_counter() - started
-        rows.append({"sampler": name, "steps": config.num_steps, "nfe": config.num_steps, "seconds": round(seconds, 2),
-                     **quality(samples, reference, run.config)})
     from horseshoe.viz.plots import plot_sweep
 
-    plot_sweep(rows, out_dir / "sweep.png")
-    return rows
+    rows = []
+    for name, steps in options.sweep:
+        config = run.sampler(name, steps, options.eta)
+        started = time.perf_counter()
+        samples = run.generate(config, options.count, options.seed, options.batch_size)
+        seconds = time.perf_counter() - started
+        rows.append(SweepRow(name, config.steps, seconds, quality(samples, reference, run.config)))
+    plot_sweep([(r.sampler, r.steps, r.seconds, r.quality.swd.mean) for r in rows], out_dir / "sweep.png")
+    return tuple(rows)
 
 
-def evaluate(run_dir: str | Path, options: EvalOptions, weights: str = "ema") -> dict:
+def fid_kid(weights_path: Path | None, samples: torch.Tensor, reference: torch.Tensor, run: LoadedRun,
+            seed: int) -> FIDResult:
+    """FID and KID with the FID Inception network, or a note when its weights are not there."""
+    if weights_path is None:
+        return FIDResult(skipped=FID_NOTE)
+    model = inception.load_inception(weights_path).to(run.device)
+    a, b = fid.inception_features(model, samples), fid.inception_features(model, reference)
+    kid_mean, kid_std = fid.kid_from_features(a, b, seed=seed)
+    return FIDResult(fid=fid.fid_from_features(a, b), kid=kid_mean, kid_std=kid_std, weights=str(weights_path))
+
+
+def evaluate(run_dir: str | Path, options: EvalOptions, weights: str = "ema") -> EvalResult:
     """Run every measurement on a trained run and write eval.json, pictures and the HTML section."""
     run = load_run(run_dir, weights=weights, sample_overrides=options.sample_overrides)
     run_dir = run.checkpoint.parent.parent
@@ -174,86 +287,41 @@ def evaluate(run_dir: str | Path, options: EvalOptions, weights: str = "ema") ->
     reference, heldout, described = reference_sets(run.config, options)
     swd_reference = SWDReference(reference, seed=options.seed)
 
-    name, config = run.sampler(options.sampler, options.steps, options.eta)
+    config = run.sampler(options.sampler, options.steps, options.eta)
     started = time.perf_counter()
-    samples = run.generate(name, config, options.count, options.seed, options.batch_size)
-    result: dict = {"run": str(run_dir), "checkpoint": str(run.checkpoint), "step": run.step, "weights": weights,
-                    "sampler": name, "sampler_steps": config.num_steps, "lambda_min": config.lambda_min,
-                    "samples": options.count,
-                    "seed": options.seed, "sampling_seconds": round(time.perf_counter() - started, 2),
-                    "reference": described}
-    result["quality"] = quality(samples, swd_reference, run.config)
+    samples = run.generate(config, options.count, options.seed, options.batch_size)
+    sampling_seconds = time.perf_counter() - started
+    found_quality = quality(samples, swd_reference, run.config)
     floor = real_floor(run.config, options)
-    if floor is not None:  # what a perfect model would score: fresh real images against the same reference
-        result["quality"]["swd_x1e3_floor"] = swd_reference.distance(floor).mean
+    if floor is not None:
+        found_quality = dataclasses.replace(found_quality, swd_floor=swd_reference.distance(floor).mean)
 
-    training = training_images(run.config, 10_000, options.seed)
+    training = training_images(run.config.data, 10_000, options.seed)
     d = run.config.data
     found = novelty(samples, training, d.hflip, d.vflip, d.rot90, seed=options.seed)
-    result["novelty"] = found.as_dict()
     nearest_picture(samples, training, found, out_dir / "nearest.png")
 
-    held = heldout if heldout is not None else training[:options.heldout]
-    held = held.to(run.device)
-    result["heldout"] = {
-        "set": "held-out images (never trained on)" if heldout is not None
+    held = (heldout if heldout is not None else training[:options.heldout]).to(run.device)
+    held_out = HeldOut(
+        description="held-out images (never trained on)" if heldout is not None
         else "training images (no held-out set: pass --reference DIR)",
-        "denoising_mse": likelihood.denoising_losses(run.denoiser, held, seed=options.seed),
-        **likelihood.variational_bound(run.denoiser, held, options.bpd_timesteps, options.seed).as_dict(),
-    }
-    if weights_path is None:
-        result["fid"] = {"skipped": FID_NOTE}
-    else:
-        model = inception.load_inception(weights_path).to(run.device)
-        a, b = fid.inception_features(model, samples), fid.inception_features(model, reference)
-        kid_mean, kid_std = fid.kid_from_features(a, b, seed=options.seed)
-        result["fid"] = {"fid": fid.fid_from_features(a, b), "kid": kid_mean, "kid_std": kid_std,
-                         "weights": str(weights_path)}
-    if options.sweep:
-        result["sweep"] = sweep(run, options, swd_reference, out_dir)
-    (run_dir / "eval.json").write_text(json.dumps(result, indent=2))
+        denoising_mse=likelihood.denoising_losses(run.denoiser, held, seed=options.seed),
+        bound=likelihood.variational_bound(run.denoiser, held, options.bpd_timesteps, options.seed))
+    result = EvalResult(
+        run=run_dir, checkpoint=run.checkpoint, step=run.step, weights=weights, sampler=config.sampler,
+        sampler_steps=config.steps, lambda_min=config.lambda_min, samples=options.count, seed=options.seed,
+        sampling_seconds=sampling_seconds, reference=described, quality=found_quality, novelty=found,
+        heldout=held_out, fid=fid_kid(weights_path, samples, reference, run, options.seed),
+        sweep=sweep(run, options, swd_reference, out_dir) if options.sweep else ())
+    (run_dir / "eval.json").write_text(json.dumps(result.to_json(), indent=2))
     write_section(run_dir, result)
     return result
 
 
-def summary(result: dict) -> list[str]:
-    """The readable lines `horseshoe evaluate` prints."""
-    q, n, h = result["quality"], result["novelty"], result["heldout"]
-    levels = ", ".join(f"{k}: {v:.2f}" for k, v in q["swd_x1e3_per_level"].items())
-    floor = f"; real images score {q['swd_x1e3_floor']:.2f}" if "swd_x1e3_floor" in q else ""
-    lines = [f"{result['samples']} samples, {result['sampler']} {result['sampler_steps']} steps, seed "
-             f"{result['seed']}, step {result['step']} ({result['weights']} weights); reference: {result['reference']}",
-             f"SWD x1e3: mean {q['swd_x1e3_mean']:.2f} ({levels}){floor}"]
-    if "horseshoe_rate" in q:
-        lines.append(f"horseshoe rate: {q['horseshoe_rate']:.1%} pass the geometric check")
-    lines.append(f"novelty: nearest-training-image distance / data spacing: median {n['nn_ratio_median']:.2f}, "
-                 f"min {n['nn_ratio_min']:.2f}; near-copies (< 1/3): {n['near_copy_fraction']:.1%}")
-    lines.append(f"variational bound: {h['bits_per_dim']:.3f} bits/dim on {h['images']} {h['set']} "
-                 f"({h['timesteps_used']} timesteps)")
-    fid_part = result["fid"]
-    lines.append(fid_part["skipped"] if "skipped" in fid_part else
-                 f"FID {fid_part['fid']:.2f}, KID {fid_part['kid']:.4f} +- {fid_part['kid_std']:.4f}")
-    for row in result.get("sweep", []):
-        lines.append(f"  {row['sampler']:>9} {row['steps']:>5} steps: SWD {row['swd_x1e3_mean']:7.2f}"
-                     + (f", horseshoes {row['horseshoe_rate']:.0%}" if "horseshoe_rate" in row else "")
-                     + f", {row['seconds']:.1f} s")
-    return lines
-
-
-def write_section(run_dir: Path, result: dict) -> Path:
+def write_section(run_dir: Path, result: EvalResult) -> Path:
     """The Evaluation section of the run's index.html."""
-    q, n, h = result["quality"], result["novelty"], result["heldout"]
-    numbers = {"samples / sampler": f"{result['samples']} / {result['sampler']}, {result['sampler_steps']} steps",
-               "reference": result["reference"], "SWD x1e3 (mean)": q["swd_x1e3_mean"],
-               **({"SWD x1e3 of real images (floor)": q["swd_x1e3_floor"]} if "swd_x1e3_floor" in q else {}),
-               **{f"SWD x1e3 at {k}": v for k, v in q["swd_x1e3_per_level"].items()}}
-    if "horseshoe_rate" in q:
-        numbers["horseshoe rate"] = q["horseshoe_rate"]
-    numbers.update({"nearest-neighbour ratio (median)": n["nn_ratio_median"],
-                    "near-copy fraction": n["near_copy_fraction"], "bits/dim (bound)": h["bits_per_dim"],
-                    "FID": result["fid"].get("fid", result["fid"].get("skipped"))})
-    body = report.table(numbers) + report.figure("eval/nearest.png", "most-copied samples (top) and their nearest "
-                                                                     "training images (bottom)")
-    if "sweep" in result:
+    body = report.table(result.rows()) + report.figure(
+        "eval/nearest.png", "most-copied samples (top) and their nearest training images (bottom)")
+    if result.sweep:
         body += report.figure("eval/sweep.png", "quality against network evaluations and wall time")
     return report.add_section(run_dir, "evaluation", "Evaluation", body, order=40)

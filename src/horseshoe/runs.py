@@ -10,19 +10,13 @@ import torch
 
 from horseshoe import config as config_module
 from horseshoe.config import Config
-from horseshoe.diffusion import Denoiser, make_schedule
+from horseshoe.diffusion import Denoiser
 from horseshoe.models import UNet
 from horseshoe.runtime import autocast, pick_device, resolve_precision
-from horseshoe.sampling import SamplerConfig, StepRecord, generate, get_sampler, initial_noise, iterate
+from horseshoe.sampling import SampleConfig, StepRecord, generate, get_sampler, initial_noise, iterate
 from horseshoe.training import checkpoint
 
 WEIGHTS = ("ema", "model")
-
-
-def build_model(config: Config) -> UNet:
-    """The U-Net a config describes (random weights)."""
-    return UNet(config.unet())
-
 
 @dataclass
 class LoadedRun:
@@ -39,28 +33,26 @@ class LoadedRun:
     @property
     def image_shape(self) -> tuple[int, int, int]:
         """(C, H, W) of the images the run makes."""
-        d = self.config.data
-        return d.channels, d.height, d.width
+        return self.config.data.shape
 
     def sampler(self, name: str | None = None, steps: int | None = None, eta: float | None = None,
-                spacing: str | None = None) -> tuple[str, SamplerConfig]:
-        """A sampler name and options: the given ones over the run's sample section (SampleConfig.sampler_config)."""
-        name = name or self.config.sample.sampler
-        get_sampler(name)  # a one-line error for unknown names
-        return name, self.config.sample.sampler_config(self.denoiser.schedule, name, steps, eta, spacing)
+                spacing: str | None = None) -> SampleConfig:
+        """The run's sample section with the given sampler and options over it (SampleConfig.for_sampler)."""
+        if name is not None:
+            get_sampler(name)  # a one-line error for unknown names
+        return self.config.sample.for_sampler(self.denoiser.schedule, name, steps, eta, spacing)
 
-    def generate(self, name: str, config: SamplerConfig, count: int, seed: int = 0, batch_size: int = 64):
+    def generate(self, config: SampleConfig, count: int, seed: int = 0, batch_size: int = 64) -> torch.Tensor:
         """`count` final samples, float32 on the CPU (see horseshoe.sampling.generate)."""
-        return generate(name, self.denoiser, count, self.image_shape, config, seed, batch_size, self.device)
+        return generate(self.denoiser, count, self.image_shape, config, seed, batch_size, self.device)
 
-    def records(self, name: str, config: SamplerConfig, count: int, seed: int = 0,
+    def records(self, config: SampleConfig, count: int, seed: int = 0,
                 x_T: torch.Tensor | None = None) -> Iterator[StepRecord]:
         """The step records of sampling `count` images in one batch (the same noise as `generate`)."""
         if x_T is None:
             x_T = initial_noise((count, *self.image_shape), torch.Generator().manual_seed(seed))
         generator = torch.Generator(self.device).manual_seed(seed + 1)
-        return iterate(name, self.denoiser, x_T.to(self.device), config, generator)
-
+        return iterate(self.denoiser, x_T.to(self.device), config, generator)
 
 
 def with_precision(model: torch.nn.Module, device: torch.device, precision: str):
@@ -91,7 +83,7 @@ def load_run(path: str | Path, weights: str = "ema", device: str = "auto", preci
     except ValueError as error:
         raise ValueError(f"checkpoint {str(found)!r} has an invalid config: {error}") from None
     config = config_module.apply_overrides(config, list(sample_overrides))
-    model = build_model(config)
+    model = UNet(config.model, config.data.shape)
     try:
         model.load_state_dict(data.tensors[weights])
     except RuntimeError as error:
@@ -99,8 +91,8 @@ def load_run(path: str | Path, weights: str = "ema", device: str = "auto", preci
         raise ValueError(f"checkpoint {str(found)!r} does not match its config: {first}") from None
     dev = pick_device(device)
     model = model.to(dev).eval().requires_grad_(False)
-    schedule = make_schedule(config.diffusion.schedule, config.diffusion.num_steps)
+    schedule = config.diffusion.make_schedule()
     precision = resolve_precision(precision, dev)
     denoiser = Denoiser(with_precision(model, dev, precision), schedule, config.diffusion.prediction)
     return LoadedRun(config=config, model=model, denoiser=denoiser, checkpoint=found,
-                     step=int(data.state.get("step", 0)), device=dev, precision=precision)
+                     step=int(data.state["step"]), device=dev, precision=precision)

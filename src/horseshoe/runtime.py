@@ -14,6 +14,12 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "bf16", "fp32")
 
 
+def check_seed(key: str, seed: int) -> None:
+    """A one-line error naming `key` unless seed is an integer torch and numpy both accept, offsets included."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**62:
+        raise ValueError(f"{key} must be an integer from 0 to 2^62, got {seed!r}")
+
+
 def pick_device(name: str = "auto") -> torch.device:
     """cuda, then mps, then cpu for 'auto'; a named device must be available."""
     if name not in DEVICES and not name.startswith("cuda:"):
@@ -65,8 +71,8 @@ def keep_memory_mapped() -> bool:
     """Stop glibc from returning large activation buffers to the OS after every step.
 
     Each training step frees and re-allocates the same tens of MB; by default glibc unmaps them and
-    the next step pays page faults to map them again (measured: seconds of system time per step on
-    2 cores, see PERF-NOTES). Raised thresholds are not enough: a block above the mmap threshold (at
+    the next step pays page faults to map them again (measured: seconds of system time in a few
+    steps on 2 cores). Raised thresholds are not enough: a block above the mmap threshold (at
     most 32 MB, one 64x64 feature map at batch 64) that the heap cannot serve is mapped afresh, and a
     heap top above the trim threshold (at most 2 GB through mallopt) is given back. So mmap is turned
     off and trimming too: freed memory stays in the heap for the next step (64x64 training: +20-50%).

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import tempfile
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
-from horseshoe.config import Config, build_config
+from horseshoe.config import Config, apply_overrides, load_toml, merge
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -66,12 +66,20 @@ def add_config_options(parser: argparse.ArgumentParser, data: bool = True) -> No
         parser.add_argument("--data", metavar="DIR", help="folder of images to train on (default: built-in horseshoes)")
 
 
-def config_from_args(args: argparse.Namespace, base: Config | None = None) -> Config:
-    """Defaults, then --config, then --data, then --set."""
-    overrides = list(args.overrides)
+def config_from_args(args: argparse.Namespace, base: Config | None = None,
+                     flags: dict[str, dict[str, Any]] | None = None) -> Config:
+    """Defaults (or base), then --config, then the command's own flags as typed values, then --set.
+
+    Flags go into the config as the values they are (a path stays the path it was typed as), never
+    through TOML text.
+    """
+    config = base or Config()
+    if args.config:
+        config = load_toml(args.config, config)
+    flags = {section: dict(values) for section, values in (flags or {}).items()}
     if getattr(args, "data", None):
-        overrides.insert(0, f"data.path={str(Path(args.data))!r}")
-    return build_config(args.config, overrides, base)
+        flags.setdefault("data", {})["path"] = args.data
+    return apply_overrides(merge(config, flags), list(args.overrides))
 
 
 def positive_int(text: str) -> int:

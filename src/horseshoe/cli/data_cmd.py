@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 import numpy as np
 
@@ -15,7 +14,7 @@ from horseshoe.cli.common import (
     output_file,
     positive_int,
 )
-from horseshoe.data import build_dataset
+from horseshoe.data import first_images
 from horseshoe.viz.grid import display_scale, make_grid, save_png
 
 
@@ -38,12 +37,7 @@ def register(subparsers) -> None:
 
 def _first(args: argparse.Namespace) -> np.ndarray:
     """The first --count images of the configured dataset."""
-    data = config_from_args(args).data
-    if data.path is None and data.count is not None:
-        data = dataclasses.replace(data, count=min(args.count, data.count))  # render only what is shown
-    dataset = build_dataset(data)
-    n = args.count if getattr(dataset, "endless", False) else min(args.count, len(dataset))
-    return dataset.get_batch(np.arange(n))
+    return first_images(config_from_args(args).data, args.count)
 
 
 def run_preview(args: argparse.Namespace) -> int:

@@ -25,15 +25,15 @@ def run(args: argparse.Namespace) -> int:
 
     output_dir(args.out)
     result = run_demo(args.out, args.overrides, args.gallery, args.fresh, progress=not args.no_progress)
-    n = result.numbers
-    if n["steps trained by this call"]:
-        print(f"\ndemo done in {n['demo seconds (this call)']:.0f} s: {n['training steps']} training steps "
-              f"at {n['training images/s']:.0f} images/s on {n['device']} ({n['precision']})")
+    n = result.report
+    if n.steps_trained:
+        print(f"\ndemo done in {n.seconds:.0f} s: {n.steps} training steps at {n.images_per_sec:.0f} images/s on "
+              f"{n.device} ({n.precision})")
     else:
-        print(f"\ndemo done in {n['demo seconds (this call)']:.0f} s: the run in {result.out} was already trained "
-              f"({n['training steps']} steps); pictures redrawn")
-    if "horseshoe rate (geometric check)" in n:
-        print(f"{n['horseshoe rate (geometric check)']:.0%} of the 64 samples pass the horseshoe check")
+        print(f"\ndemo done in {n.seconds:.0f} s: the run in {result.out} was already trained ({n.steps} steps); "
+              f"pictures redrawn")
+    if n.horseshoe_rate is not None:
+        print(f"{n.horseshoe_rate:.0%} of the 64 samples pass the horseshoe check")
     print(f"open {result.out / 'index.html'} to see everything:")
     for path in result.pictures[:-1]:
         print(f"  {path}")

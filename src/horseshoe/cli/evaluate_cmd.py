@@ -36,14 +36,14 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from horseshoe.evaluate import EvalOptions, evaluate, parse_sweep, summary
+    from horseshoe.evaluate import EvalOptions, evaluate, parse_sweep
 
     options = EvalOptions(count=args.count, reference=args.reference, sampler=args.sampler, steps=args.steps,
                           eta=args.eta, seed=args.seed, batch_size=args.batch_size, heldout=args.heldout,
                           bpd_timesteps=args.bpd_timesteps, inception_weights=args.inception_weights,
                           sweep=parse_sweep(args.sweep), sample_overrides=tuple(args.overrides))
     result = evaluate(args.run, options, weights=args.weights)
-    for line in summary(result):
+    for line in result.summary():
         print(line)
-    print(f"wrote {result['run']}/eval.json, {result['run']}/eval/ and the Evaluation section of index.html")
+    print(f"wrote {result.run}/eval.json, {result.run}/eval/ and the Evaluation section of index.html")
     return 0

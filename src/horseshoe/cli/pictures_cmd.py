@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ from horseshoe.cli.common import (
     output_file,
     positive_int,
 )
-from horseshoe.data import build_dataset
+from horseshoe.data import first_images
 from horseshoe.data.folder import load_image
 from horseshoe.data.transforms import parse_colour
 from horseshoe.diffusion import SCHEDULES, make_schedule
@@ -81,11 +80,8 @@ def run_noise(args: argparse.Namespace) -> int:
         images = np.stack([load_image(Path(f), (d.height, d.width), d.channels, d.fit,
                                       parse_colour(d.background))[0] for f in args.images])
     else:
-        data = dataclasses.replace(d, count=args.rows) if d.path is None and d.count is not None else d
-        dataset = build_dataset(data)
-        n = args.rows if getattr(dataset, "endless", False) else min(args.rows, len(dataset))
-        images = dataset.get_batch(np.arange(n))
-    schedule = make_schedule(config.diffusion.schedule, config.diffusion.num_steps)
+        images = first_images(d, args.rows)
+    schedule = config.diffusion.make_schedule()
     timesteps = args.timesteps or default_noise_timesteps(schedule.num_steps)
     picture = noising_picture(images, schedule, timesteps, seed=args.seed, scale=display_scale(d.height))
     print(f"wrote {save_png(picture, output_file(args.out))}")
@@ -95,8 +91,8 @@ def run_noise(args: argparse.Namespace) -> int:
 def run_denoise(args: argparse.Namespace) -> int:
     out = output_file(args.out)
     run = load_run(args.run, weights=args.weights, device=args.device, sample_overrides=args.overrides)
-    name, config = run.sampler(args.sampler, args.steps, args.eta, args.spacing)
-    recs = list(run.records(name, config, args.samples, args.seed))
+    config = run.sampler(args.sampler, args.steps, args.eta, args.spacing)
+    recs = list(run.records(config, args.samples, args.seed))
     picture = denoising_picture(recs, columns=args.columns, samples=args.samples,
                                 scale=display_scale(run.config.data.height))
     print(f"wrote {save_png(picture, out)}")
@@ -107,12 +103,12 @@ def run_animate(args: argparse.Namespace) -> int:
     out = output_file(args.out)
     run = load_run(args.run, weights=args.weights, device=args.device, sample_overrides=args.overrides)
     steps = args.steps or (None if (args.sampler or run.config.sample.sampler) == "ddpm" else 100)
-    name, config = run.sampler(args.sampler, steps, args.eta, args.spacing)
-    frames = sampling_frames(run.records(name, config, args.count, args.seed), args.frames, config.num_steps,
+    config = run.sampler(args.sampler, steps, args.eta, args.spacing)
+    frames = sampling_frames(run.records(config, args.count, args.seed), args.frames, config.steps,
                              with_x0=args.with_x0, scale=display_scale(run.config.data.height))
     gif = save_gif(frames, out, fps=args.fps, hold_seconds=args.hold)
     mp4 = save_mp4(frames, out.with_suffix(".mp4"), fps=args.fps, hold_seconds=args.hold)
-    print(f"wrote {gif} ({len(frames)} frames, {name} {config.num_steps} steps)" + (f" and {mp4}" if mp4 else ""))
+    print(f"wrote {gif} ({len(frames)} frames, {config.sampler} {config.steps} steps)" + (f" and {mp4}" if mp4 else ""))
     return 0
 
 

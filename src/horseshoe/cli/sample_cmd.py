@@ -17,10 +17,9 @@ from horseshoe.cli.common import (
 )
 from horseshoe.data.transforms import to_uint8
 from horseshoe.runs import load_run
-from horseshoe.sampling import initial_noise
+from horseshoe.sampling import initial_noise, slerp
 from horseshoe.viz.gif import save_gif
 from horseshoe.viz.grid import display_scale, make_grid, save_png, save_samples
-from horseshoe.viz.pictures import slerp
 
 
 def register(subparsers) -> None:
@@ -50,10 +49,11 @@ def register(subparsers) -> None:
 def run_sample(args: argparse.Namespace) -> int:
     folder = output_dir(args.out)
     run = load_run(args.run, weights=args.weights, device=args.device, sample_overrides=args.overrides)
-    name, config = run.sampler(args.sampler, args.steps, args.eta, args.spacing)
-    images = to_uint8(run.generate(name, config, args.count, seed=args.seed, batch_size=args.batch_size))
+    config = run.sampler(args.sampler, args.steps, args.eta, args.spacing)
+    images = to_uint8(run.generate(config, args.count, seed=args.seed, batch_size=args.batch_size))
     save_samples(images, folder, npz=args.npz)
-    print(f"wrote {args.count} samples ({name}, {config.num_steps} steps, seed {args.seed}) from {run.checkpoint} "
+    print(f"wrote {args.count} samples ({config.sampler}, {config.steps} steps, seed {args.seed}) "
+          f"from {run.checkpoint} "
           f"to {folder}/ (grid.png, one PNG per image{', samples.npz' if args.npz else ''})")
     return 0
 
@@ -65,8 +65,8 @@ def run_interpolate(args: argparse.Namespace) -> int:
     shape = (1, *run.image_shape)
     z0, z1 = (initial_noise(shape, torch.Generator().manual_seed(s)) for s in args.seeds)
     x_T = torch.cat([slerp(z0, z1, a) for a in np.linspace(0, 1, args.count)])
-    _, config = run.sampler("ddim", args.steps, eta=0.0)
-    *_, last = run.records("ddim", config, args.count, x_T=x_T)
+    config = run.sampler("ddim", args.steps, eta=0.0)
+    *_, last = run.records(config, args.count, x_T=x_T)
     images = to_uint8(last.x_prev.float().cpu())
     scale = display_scale(images.shape[1])
     path = save_png(make_grid(images, columns=args.count, scale=scale), output_file(args.out))

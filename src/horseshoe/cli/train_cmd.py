@@ -24,64 +24,46 @@ def register(subparsers) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the network (slow to start, faster after)")
     p.add_argument("--eval-every", type=int, metavar="N", help="every N steps, a small evaluation (SWD, novelty) "
                    "of the EMA weights logged to metrics.jsonl (default: train.eval_every, 0 = off)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over in an --out that already has checkpoints (they are deleted)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_config_options(p)
     p.set_defaults(run_command=run)
 
 
 def _config(args: argparse.Namespace, base: Config | None) -> Config:
-    flags = []
-    if args.steps is not None:
-        flags.append(f"train.steps={args.steps}")
-    if args.epochs is not None:
-        flags.append(f"train.epochs={args.epochs}")
-    if args.device:
-        flags.append(f"train.device={args.device!r}")
-    if args.precision:
-        flags.append(f"train.precision={args.precision!r}")
+    train = {key: value for key, value in (("steps", args.steps), ("epochs", args.epochs), ("device", args.device),
+                                           ("precision", args.precision), ("eval_every", args.eval_every))
+             if value is not None}
     if args.compile:
-        flags.append("train.compile=true")
-    if args.eval_every is not None:
-        flags.append(f"train.eval_every={args.eval_every}")
-    args.overrides = flags + list(args.overrides)
-    return config_from_args(args, base)
+        train["compile"] = True
+    return config_from_args(args, base, {"train": train} if train else None)
 
 
 def run(args: argparse.Namespace) -> int:
-    from horseshoe.training.runlog import read_metrics
-    from horseshoe.training.trainer import Trainer
-    from horseshoe.viz.plots import plot_loss
+    from horseshoe.pipeline import train
 
-    out = Path(args.out)
-    base, resume_from = None, None
+    out, base, resume_from = Path(args.out), None, None
     if args.resume:
-        source = out if args.resume == "latest" else Path(args.resume)
-        resume_from = checkpoint.resolve(source)
+        resume_from = checkpoint.resolve(out if args.resume == "latest" else Path(args.resume))
         base = from_dict(checkpoint.load(resume_from, parts=()).config)
         if args.resume != "latest" and args.out == "runs/train":
             out = resume_from.parent.parent  # keep writing into the run the checkpoint belongs to
-    elif checkpoint.latest(out) is not None:
-        raise ValueError(f"run directory {str(out)!r} already has checkpoints; pass --resume to continue it "
-                         f"or choose another --out")
     config = _config(args, base)
     output_dir(out)
-    trainer = Trainer(config, out, progress=not args.no_progress)
-    try:
-        if resume_from:
-            trainer.resume(resume_from)
-            if trainer.world.is_main:
-                print(f"resumed from {resume_from} at step {trainer.step}")
-        result = trainer.fit()
-        if trainer.world.is_main:
-            plot_loss(read_metrics(out), out / "loss.png")
-            trainer.sample_grid(out / "samples.png")
-            how = {"signal": "stopped by signal", "time": "stopped at train.max_minutes", "budget": "done"}[
-                result.stop_reason]
-            print(f"{how}: {result.step} steps, {result.images_per_sec:.0f} images/s, last loss {result.loss:.4f}")
-            print(f"checkpoint: {result.checkpoint}")
-            print(f"samples: {out / 'samples.png'}   loss curve: {out / 'loss.png'}")
-            if result.nonfinite_skipped:
-                print(f"skipped {result.nonfinite_skipped} steps with a non-finite loss")
-    finally:
-        trainer.close()
-    return 0
+    done = train(config, out, resume=resume_from, progress=not args.no_progress, overwrite=args.overwrite)
+    result = done.training
+    if result.stop_reason == "nothing to do":
+        print(f"{done.resumed_from} is already at step {result.step}, the budget: nothing to train, nothing written "
+              f"(raise --steps to train further)")
+        return 0
+    if done.resumed_from is not None:
+        print(f"resumed from {done.resumed_from}")
+    how = {"signal": "stopped by signal", "time": "stopped at train.max_minutes", "budget": "done"}[result.stop_reason]
+    print(f"{how}: {result.step} steps, {result.images_per_sec:.0f} images/s, last loss {result.loss:.4f}")
+    print(f"checkpoint: {done.checkpoint}")
+    if result.stop_reason != "signal":
+        print(f"samples: {out / 'samples.png'}   loss curve: {out / 'loss.png'}")
+    if result.nonfinite_skipped:
+        print(f"skipped {result.nonfinite_skipped} steps with a non-finite loss")
+    return 128 + done.stop_signal if done.stop_signal else 0  # 130 after Ctrl-C, 143 after SIGTERM, as shells do

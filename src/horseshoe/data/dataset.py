@@ -1,78 +1,24 @@
-"""What to train on: the data config, the built-in horseshoes, and building either dataset."""
+"""What to train on: the built-in horseshoes or a folder, built from the data section."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
 from typing import Protocol
 
 import numpy as np
+import torch
 
 from horseshoe.data import horseshoes
+from horseshoe.data.config import DataConfig
 from horseshoe.data.folder import ImageFolder
-from horseshoe.data.transforms import FITS, parse_colour
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """The data section of the config.
-
-    path: a folder of images, or None for the built-in horseshoes. image_size: side of square
-    images, or [height, width]. count: how many horseshoes (None: an endless stream of new ones).
-    """
-
-    path: str | None = None
-    image_size: int | tuple[int, int] = 32
-    channels: int = 1
-    fit: str = "pad"
-    background: str = "black"
-    hflip: bool = True
-    vflip: bool = False
-    rot90: bool = False
-    skip_bad: bool = False
-    memory_budget_mb: int = 2048
-    count: int | None = 10_000
-    style: str = "silhouette"
-    rotation: str = "updown"
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        size = self.image_size
-        if isinstance(size, (list, tuple)):
-            if len(size) != 2 or min(size) < 1:
-                raise ValueError(f"data.image_size must be an integer or [height, width], got {list(size)}")
-            object.__setattr__(self, "image_size", (int(size[0]), int(size[1])))
-        elif size < 1:
-            raise ValueError(f"data.image_size must be positive, got {size}")
-        if self.channels not in (1, 3, 4):
-            raise ValueError(f"data.channels must be 1, 3 or 4, got {self.channels}")
-        if self.fit not in FITS:
-            raise ValueError(f"data.fit must be one of {', '.join(FITS)}, got {self.fit!r}")
-        parse_colour(self.background)
-        if self.count is not None and self.count < 1:
-            raise ValueError(f"data.count must be positive (or omitted for an endless stream), got {self.count}")
-        if self.style not in horseshoes.STYLES:
-            raise ValueError(f"data.style must be one of {', '.join(horseshoes.STYLES)}, got {self.style!r}")
-        if self.rotation not in horseshoes.ROTATIONS:
-            raise ValueError(f"data.rotation must be one of {', '.join(horseshoes.ROTATIONS)}, got {self.rotation!r}")
-        if self.path is None and self.height != self.width:
-            raise ValueError(f"built-in horseshoes are square; got data.image_size={list(self.image_size)}")
-
-    @property
-    def height(self) -> int:
-        return self.image_size[0] if isinstance(self.image_size, tuple) else self.image_size
-
-    @property
-    def width(self) -> int:
-        return self.image_size[1] if isinstance(self.image_size, tuple) else self.image_size
-
-    @property
-    def is_builtin_silhouette(self) -> bool:
-        """The built-in one-channel horseshoe silhouettes: the data metrics.shape can check samples against."""
-        return self.path is None and self.style == "silhouette" and self.channels == 1
+from horseshoe.data.transforms import parse_colour, to_model_range
 
 
 class Dataset(Protocol):
-    """What the loader needs: a length (None for an endless stream) and batches of uint8 (N, H, W, C)."""
+    """What the loader needs: batches of uint8 (N, H, W, C), and a length unless the dataset is endless."""
+
+    @property
+    def endless(self) -> bool: ...
 
     def __len__(self) -> int: ...
 
@@ -126,3 +72,32 @@ def build_dataset(config: DataConfig) -> Horseshoes | ImageFolder:
         return Horseshoes(config)
     return ImageFolder(config.path, (config.height, config.width), config.channels, config.fit,
                        parse_colour(config.background), config.skip_bad, config.memory_budget_mb * 2**20)
+
+
+def first_images(config: DataConfig, count: int) -> np.ndarray:
+    """The first `count` images the data section describes (all when it has fewer), uint8 (N, H, W, C)."""
+    if config.path is None and config.count is not None:
+        config = dataclasses.replace(config, count=min(count, config.count))  # render only what is asked for
+    dataset = build_dataset(config)
+    n = count if dataset.endless else min(count, len(dataset))
+    return dataset.get_batch(np.arange(n))
+
+
+def builtin_images(config: DataConfig, start: int, count: int) -> torch.Tensor:
+    """Built-in horseshoes start .. start+count-1 of the endless stream with these data settings, in [-1, 1]."""
+    stream = Horseshoes(dataclasses.replace(config, count=None))
+    return to_model_range(stream.get_batch(np.arange(start, start + count)))
+
+
+def subset_images(dataset: Dataset, limit: int, seed: int) -> torch.Tensor:
+    """All of a finite dataset's images in [-1, 1], or a seeded choice of `limit` of them when it has more."""
+    n = len(dataset)
+    indices = np.arange(n) if n <= limit else np.random.default_rng(seed).choice(n, limit, replace=False)
+    return to_model_range(dataset.get_batch(indices))
+
+
+def training_images(config: DataConfig, limit: int, seed: int) -> torch.Tensor:
+    """Up to `limit` images of the training data in [-1, 1] (a seeded subset when there are more)."""
+    if config.path is None:
+        return builtin_images(config, 0, limit if config.count is None else min(limit, config.count))
+    return subset_images(build_dataset(config), limit, seed)

@@ -101,6 +101,10 @@ class ImageFolder:
             warnings.warn(f"{self.report.upscaled} of {len(good)} images in {str(folder)!r} are smaller than "
                           f"{size[0]}x{size[1]} and were upscaled", stacklevel=2)
 
+    @property
+    def endless(self) -> bool:
+        return False
+
     def __len__(self) -> int:
         return len(self.files)
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from horseshoe.data.dataset import DataConfig, Dataset
+from horseshoe.data.config import DataConfig
+from horseshoe.data.dataset import Dataset
 from horseshoe.data.transforms import apply_augmentation, augmentation_from_bits, to_model_range
 
 
@@ -56,7 +57,7 @@ class BatchLoader:
 
     @property
     def endless(self) -> bool:
-        return bool(getattr(self.dataset, "endless", False))
+        return self.dataset.endless
 
     def epochs_done(self) -> float:
         """How many passes over the data the batches so far make (0 for an endless stream)."""

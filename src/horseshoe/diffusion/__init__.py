@@ -10,6 +10,7 @@ is ``x0`` and has no index; where a formula needs ``alpha_bar`` "before step 0" 
 This is the convention of improved-diffusion and diffusers, so timesteps mean the same there.
 """
 
+from horseshoe.diffusion.config import DiffusionConfig
 from horseshoe.diffusion.denoiser import PREDICTIONS, Denoiser, Prediction
 from horseshoe.diffusion.objectives import OBJECTIVES, training_loss
 from horseshoe.diffusion.process import (
@@ -24,6 +25,7 @@ from horseshoe.diffusion.process import (
 from horseshoe.diffusion.schedules import SCHEDULES, NoiseSchedule, make_schedule
 
 __all__ = [
+    "DiffusionConfig",
     "NoiseSchedule",
     "SCHEDULES",
     "make_schedule",

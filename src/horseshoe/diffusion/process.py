@@ -19,11 +19,6 @@ def gather(values: torch.Tensor, t: torch.Tensor | int, like: torch.Tensor) -> t
     return out.reshape(-1, *([1] * (like.ndim - 1)))
 
 
-def alpha_bar_prev(schedule: NoiseSchedule) -> torch.Tensor:
-    """alpha_bar_{t-1} per t, with alpha_bar before the first step equal to 1 (clean data)."""
-    return torch.cat([schedule.alpha_bars.new_ones(1), schedule.alpha_bars[:-1]])
-
-
 def q_sample(schedule: NoiseSchedule, x0: torch.Tensor, t: torch.Tensor | int, eps: torch.Tensor) -> torch.Tensor:
     """Draw x_t from q(x_t | x0): x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps.  # Eq. 4, Ho et al."""
     alpha_bar = gather(schedule.alpha_bars, t, x0)
@@ -38,7 +33,7 @@ def q_posterior_mean_variance(
     mean = sqrt(abar_{t-1}) beta_t / (1 - abar_t) x0 + sqrt(alpha_t) (1 - abar_{t-1}) / (1 - abar_t) x_t
     variance = beta_tilde_t = (1 - abar_{t-1}) / (1 - abar_t) beta_t
     """
-    abar_prev = alpha_bar_prev(schedule)
+    abar_prev = schedule.alpha_bars_prev
     coef_x0 = abar_prev.sqrt() * schedule.betas / (1.0 - schedule.alpha_bars)
     coef_xt = schedule.alphas.sqrt() * (1.0 - abar_prev) / (1.0 - schedule.alpha_bars)
     variance = (1.0 - abar_prev) / (1.0 - schedule.alpha_bars) * schedule.betas

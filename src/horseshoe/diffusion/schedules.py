@@ -11,12 +11,16 @@ import torch
 
 @dataclass(frozen=True, eq=False)
 class NoiseSchedule:
-    """betas, alphas = 1 - betas and alpha_bars = cumprod(alphas), float64, indexed by t in 0..T-1."""
+    """betas, alphas = 1 - betas and alpha_bars = cumprod(alphas), float64, indexed by t in 0..T-1.
+
+    alpha_bars_prev[t] is abar_{t-1}, with abar = 1 before the first step (clean data).
+    """
 
     name: str
     betas: torch.Tensor  # (T,) float64
     alphas: torch.Tensor = field(init=False, repr=False)
     alpha_bars: torch.Tensor = field(init=False, repr=False)
+    alpha_bars_prev: torch.Tensor = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         b = self.betas
@@ -27,11 +31,21 @@ class NoiseSchedule:
         object.__setattr__(self, "betas", b.to(torch.float64))
         object.__setattr__(self, "alphas", 1.0 - self.betas)
         object.__setattr__(self, "alpha_bars", torch.cumprod(self.alphas, dim=0))
+        object.__setattr__(self, "alpha_bars_prev", torch.cat([self.alpha_bars.new_ones(1), self.alpha_bars[:-1]]))
+
+    @classmethod
+    def from_alpha_bars(cls, name: str, alpha_bars: torch.Tensor) -> NoiseSchedule:
+        """The schedule with these abar_t: beta_t = 1 - abar_t / abar_{t-1}."""
+        return cls(name=name, betas=1.0 - alpha_bars / torch.cat([alpha_bars.new_ones(1), alpha_bars[:-1]]))
 
     @property
     def num_steps(self) -> int:
         """T, the number of noising steps."""
         return self.betas.numel()
+
+    def alpha_bar(self, t: int) -> float:
+        """abar_t as a Python float; t = -1 is clean data (abar = 1), where samplers end."""
+        return 1.0 if t < 0 else float(self.alpha_bars[t])
 
     def snr(self) -> torch.Tensor:
         """Signal-to-noise ratio alpha_bar / (1 - alpha_bar) per timestep."""
@@ -45,8 +59,8 @@ class NoiseSchedule:
 def linear_betas(num_steps: int) -> torch.Tensor:
     """Ho et al. 2020: beta from 1e-4 to 0.02 at T=1000, scaled by 1000/T for other T.
 
-    The scaling (as in improved-diffusion) keeps alpha_bar at the last step near zero for any T; the
-    seed project's T=500 gets betas 2e-4 .. 0.04.
+    The scaling (as in improved-diffusion) keeps alpha_bar at the last step near zero for any T: T=500
+    gets betas 2e-4 .. 0.04.
     """
     scale = 1000.0 / num_steps
     return torch.linspace(scale * 1e-4, scale * 0.02, num_steps, dtype=torch.float64).clamp(max=0.999)

@@ -76,7 +76,7 @@ def variational_bound(denoiser: Denoiser, x0: torch.Tensor, timesteps: int = 50,
     dims = x0[0].numel()
     g = torch.Generator(x0.device).manual_seed(seed)
     rng = np.random.default_rng(seed)
-    beta_tilde = (1 - torch.cat([s.alpha_bars.new_ones(1), s.alpha_bars[:-1]])) / (1 - s.alpha_bars) * s.betas
+    beta_tilde = (1 - s.alpha_bars_prev) / (1 - s.alpha_bars) * s.betas  # Eq. 7, Ho et al.
 
     abar_T = gather(s.alpha_bars, T - 1, x0)
     prior = normal_kl(abar_T.sqrt() * x0, 1 - abar_T, torch.zeros_like(x0), torch.ones_like(x0)).flatten(1).sum(1)

@@ -62,8 +62,16 @@ class NoveltyResult:
     typical_spacing: float
     near_copy_fraction: float
 
+    @property
+    def ratio_median(self) -> float:
+        return float(np.median(self.ratios))
+
+    @property
+    def ratio_min(self) -> float:
+        return float(self.ratios.min())
+
     def as_dict(self) -> dict:
-        return {"nn_ratio_median": float(np.median(self.ratios)), "nn_ratio_min": float(self.ratios.min()),
+        return {"nn_ratio_median": self.ratio_median, "nn_ratio_min": self.ratio_min,
                 "near_copy_fraction": self.near_copy_fraction, "near_copy_threshold": NEAR_COPY_RATIO,
                 "typical_train_spacing_l2": self.typical_spacing, "samples": int(len(self.ratios))}
 

@@ -13,49 +13,41 @@ from horseshoe.models.layers import Downsample, ResBlock, SelfAttention, Upsampl
 
 @dataclass(frozen=True)
 class UNetConfig:
-    """Architecture of the U-Net.
+    """The model section: the U-Net's architecture; its image channels and size come from the data.
 
     Level l works at 1/(patch_size * 2^l) of the input size with base_channels * channel_mults[l]
-    channels; attention_levels lists the levels whose residual blocks are followed by self-attention
-    (for a 32x32 input and patch_size 1, level 1 is 16x16). The middle block always has attention.
-    patch_size p > 1 folds each p x p patch into channels before the first convolution and unfolds
-    after the last (pixel unshuffle / shuffle, lossless): the network then works at 1/p of the image
-    size, p^2 times cheaper per level, as in Hoogeboom et al. 2023 ("simple diffusion").
+    channels. attention_resolutions lists feature-map sizes (of the smaller image side) whose
+    residual blocks are followed by self-attention; the middle block always has it. patch_size p > 1
+    folds each p x p patch into channels before the first convolution and unfolds after the last
+    (pixel unshuffle / shuffle, lossless): the network then works at 1/p of the image size, p^2
+    times cheaper per level, as in Hoogeboom et al. 2023 ("simple diffusion"). The defaults are the
+    demo's, measured on a 2-core CPU (README): widths 64-128-128, attention in the middle only.
     """
 
-    in_channels: int = 3
-    out_channels: int = 3
     base_channels: int = 64
-    channel_mults: tuple[int, ...] = (1, 2, 2, 2)
+    channel_mults: tuple[int, ...] = (1, 2, 2)
     num_res_blocks: int = 2
-    attention_levels: tuple[int, ...] = (1,)
+    attention_resolutions: tuple[int, ...] = ()
     dropout: float = 0.0
     norm_groups: int = 32
     head_channels: int = 64
-    patch_size: int = 1
+    patch_size: int = 2
 
     def __post_init__(self) -> None:
-        for name in ("in_channels", "out_channels"):
-            if getattr(self, name) not in (1, 2, 3, 4):
-                raise ValueError(f"{name} must be 1, 2, 3 or 4, got {getattr(self, name)}")
         if self.base_channels < 1 or not self.channel_mults or min(self.channel_mults) < 1:
-            raise ValueError(
-                f"base_channels and channel_mults must be positive, got {self.base_channels} and {self.channel_mults}"
-            )
+            raise ValueError(f"model.base_channels and model.channel_mults must be positive, "
+                             f"got {self.base_channels} and {list(self.channel_mults)}")
         if self.num_res_blocks < 1:
-            raise ValueError(f"num_res_blocks must be >= 1, got {self.num_res_blocks}")
-        bad = [lvl for lvl in self.attention_levels if not 0 <= lvl < len(self.channel_mults)]
-        if bad:
-            raise ValueError(f"attention_levels {bad} out of range for {len(self.channel_mults)} levels")
+            raise ValueError(f"model.num_res_blocks must be >= 1, got {self.num_res_blocks}")
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+            raise ValueError(f"model.dropout must be in [0, 1), got {self.dropout}")
         for width in self.widths:
-            if width % self.norm_groups:
-                raise ValueError(f"norm_groups={self.norm_groups} does not divide the channel count {width}")
+            if self.norm_groups < 1 or width % self.norm_groups:
+                raise ValueError(f"model.norm_groups={self.norm_groups} does not divide the channel count {width}")
         if self.head_channels < 1:
-            raise ValueError(f"head_channels must be >= 1, got {self.head_channels}")
+            raise ValueError(f"model.head_channels must be >= 1, got {self.head_channels}")
         if self.patch_size < 1:
-            raise ValueError(f"patch_size must be >= 1, got {self.patch_size}")
+            raise ValueError(f"model.patch_size must be >= 1, got {self.patch_size}")
 
     @property
     def widths(self) -> tuple[int, ...]:
@@ -66,6 +58,22 @@ class UNetConfig:
     def size_divisor(self) -> int:
         """Height and width must be multiples of this: patch_size * 2^(levels-1)."""
         return self.patch_size * 2 ** (len(self.channel_mults) - 1)
+
+    def check_size(self, height: int, width: int) -> None:
+        """A one-line error unless height and width divide by size_divisor."""
+        if height % self.size_divisor or width % self.size_divisor:
+            raise ValueError(f"image size {height}x{width} is not divisible by {self.size_divisor} "
+                             f"(model.patch_size x 2^(levels-1) for {len(self.channel_mults)} levels)")
+
+    def attention_levels(self, height: int, width: int) -> tuple[int, ...]:
+        """The levels whose feature maps (smaller side) have one of the attention_resolutions."""
+        side = min(height, width) // self.patch_size
+        sizes = [side // 2**level for level in range(len(self.channel_mults))]
+        for res in self.attention_resolutions:
+            if res not in sizes:
+                raise ValueError(f"model.attention_resolutions: {res} is not a feature-map size of this U-Net "
+                                 f"(sizes {sizes} for {height}x{width} images)")
+        return tuple(sizes.index(res) for res in self.attention_resolutions)
 
 
 class _Level(nn.Module):
@@ -82,18 +90,27 @@ class _Level(nn.Module):
 
 
 class UNet(nn.Module):
-    """eps/x0/v-predicting U-Net: forward(x_t (B, C, H, W), t (B,)) -> (B, C_out, H, W)."""
+    """eps/x0/v-predicting U-Net: forward(x_t (B, C, H, W), t (B,)) -> (B, C, H, W).
 
-    def __init__(self, config: UNetConfig) -> None:
+    image_shape (C, H, W) fixes the channels in and out and where attention_resolutions fall.
+    """
+
+    def __init__(self, config: UNetConfig, image_shape: tuple[int, int, int]) -> None:
         super().__init__()
         self.config = cfg = config
+        channels, height, width = image_shape
+        if channels not in (1, 2, 3, 4):
+            raise ValueError(f"image channels must be 1, 2, 3 or 4, got {channels}")
+        cfg.check_size(height, width)
+        self.image_shape = (channels, height, width)
+        attention_levels = cfg.attention_levels(height, width)
         emb_ch = 4 * cfg.base_channels
         g, p = cfg.norm_groups, cfg.dropout
         self.time_mlp = nn.Sequential(
             nn.Linear(cfg.base_channels, emb_ch), nn.SiLU(), nn.Linear(emb_ch, emb_ch)
         )
         p2 = cfg.patch_size**2
-        self.conv_in = nn.Conv2d(cfg.in_channels * p2, cfg.base_channels, 3, padding=1)
+        self.conv_in = nn.Conv2d(channels * p2, cfg.base_channels, 3, padding=1)
 
         # Down path: every block output (and conv_in's, and each downsample's) is a skip connection.
         skip_chs, ch, last = [cfg.base_channels], cfg.base_channels, len(cfg.widths) - 1
@@ -107,7 +124,7 @@ class UNet(nn.Module):
             down = Downsample(ch) if level < last else nn.Identity()
             if level < last:
                 skip_chs.append(ch)
-            self.down.append(_Level(blocks, level in cfg.attention_levels, down, cfg))
+            self.down.append(_Level(blocks, level in attention_levels, down, cfg))
 
         self.mid1 = ResBlock(ch, ch, emb_ch, p, g)
         self.mid_attn = SelfAttention(ch, cfg.head_channels, g)
@@ -122,30 +139,33 @@ class UNet(nn.Module):
                 blocks.append(ResBlock(ch + skip_chs.pop(), width, emb_ch, p, g))
                 ch = width
             up = Upsample(ch) if level > 0 else nn.Identity()
-            self.up.append(_Level(blocks, level in cfg.attention_levels, up, cfg))
+            self.up.append(_Level(blocks, level in attention_levels, up, cfg))
         assert not skip_chs
 
         self.norm_out = nn.GroupNorm(g, ch)
-        self.conv_out = zero_init(nn.Conv2d(ch, cfg.out_channels * p2, 3, padding=1))
+        self.conv_out = zero_init(nn.Conv2d(ch, channels * p2, 3, padding=1))
 
-    def check_input(self, x: torch.Tensor) -> None:
-        """Raise ValueError naming the problem if x is not (B, in_channels, H, W) with H, W divisible."""
-        cfg = self.config
-        if x.ndim != 4 or x.shape[1] != cfg.in_channels:
-            raise ValueError(f"expected input of shape (B, {cfg.in_channels}, H, W), got {tuple(x.shape)}")
-        h, w = x.shape[-2:]
-        if h % cfg.size_divisor or w % cfg.size_divisor:
-            raise ValueError(
-                f"input size {h}x{w} is not divisible by {cfg.size_divisor} "
-                f"(patch_size x 2^(levels-1) for patch size {cfg.patch_size} and {len(cfg.channel_mults)} levels)"
-            )
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        self.check_input(x)
+    def check_input(self, x: torch.Tensor, t: torch.Tensor) -> None:
+        """Raise ValueError naming the problem if x is not (B, C, H, W) with H, W divisible, t not (B,)."""
+        cfg, channels = self.config, self.image_shape[0]
+        if x.ndim != 4 or x.shape[1] != channels:
+            raise ValueError(f"expected input of shape (B, {channels}, H, W), got {tuple(x.shape)}")
+        cfg.check_size(*x.shape[-2:])
         if t.shape != (x.shape[0],):
             raise ValueError(f"expected t of shape ({x.shape[0]},), got {tuple(t.shape)}")
+
+    def embed(self, t: torch.Tensor) -> torch.Tensor:
+        """The one conditioning vector every residual block reads: (B,) timesteps -> (B, 4 base_channels).
+
+        Further conditioning (a class label, augmentation parameters) is to be added here, to this
+        vector, so that no layer's signature changes.
+        """
         # The embedding follows the weights' dtype, so a network cast to bf16 runs without autocast.
-        emb = self.time_mlp(timestep_embedding(t, self.config.base_channels).to(self.conv_in.weight.dtype))
+        return self.time_mlp(timestep_embedding(t, self.config.base_channels).to(self.conv_in.weight.dtype))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        self.check_input(x, t)
+        emb = self.embed(t)
         p = self.config.patch_size
         h = self.conv_in(F.pixel_unshuffle(x, p) if p > 1 else x)
         skips = [h]

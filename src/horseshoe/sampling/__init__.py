@@ -1,8 +1,9 @@
 """Samplers: plain generator functions with one signature, each yielding a StepRecord per step.
 
-    sampler(denoiser, x_T, config: SamplerConfig, generator) -> Iterator[StepRecord]
+    sampler(denoiser, x_T, config: SampleConfig, generator) -> Iterator[StepRecord]
 
-``sample`` runs one to the end; grids and GIFs iterate the same generators.
+``iterate`` runs the one config.sampler names, ``sample`` runs it to the end; grids and GIFs
+iterate the same generators.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ from collections.abc import Callable, Iterator
 import torch
 
 from horseshoe.diffusion.denoiser import Denoiser
+from horseshoe.sampling.config import SampleConfig
 from horseshoe.sampling.ddim import ddim, ddim_invert
 from horseshoe.sampling.ddpm import ddpm
 from horseshoe.sampling.dpm_solver import dpmpp_2m, dpmpp_2m_sde
-from horseshoe.sampling.record import SamplerConfig, StepRecord
+from horseshoe.sampling.record import StepRecord
 from horseshoe.sampling.timesteps import make_timesteps, sampler_timesteps
 
-Sampler = Callable[[Denoiser, torch.Tensor, SamplerConfig, torch.Generator], Iterator[StepRecord]]
+Sampler = Callable[[Denoiser, torch.Tensor, SampleConfig, torch.Generator], Iterator[StepRecord]]
 
 SAMPLERS: dict[str, Sampler] = {
     "ddpm": ddpm,
@@ -43,29 +45,35 @@ def initial_noise(
     return torch.randn(shape, generator=generator, device=generator.device, dtype=dtype)
 
 
+def slerp(z0: torch.Tensor, z1: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Spherical interpolation between two noise tensors (keeps the norm a Gaussian sample expects)."""
+    a, b = z0.flatten(), z1.flatten()
+    omega = torch.arccos(torch.clamp(torch.dot(a, b) / (a.norm() * b.norm()), -1.0, 1.0))
+    if float(omega) < 1e-6:
+        return (1 - alpha) * z0 + alpha * z1
+    return (torch.sin((1 - alpha) * omega) * z0 + torch.sin(alpha * omega) * z1) / torch.sin(omega)
+
+
 def iterate(
-    sampler: str, denoiser: Denoiser, x_T: torch.Tensor, config: SamplerConfig, generator: torch.Generator
+    denoiser: Denoiser, x_T: torch.Tensor, config: SampleConfig, generator: torch.Generator
 ) -> Iterator[StepRecord]:
-    """The named sampler's step generator, with its step count checked against T up front."""
-    fn = get_sampler(sampler)
+    """The step generator of config.sampler, with its step count checked against T up front."""
+    fn = get_sampler(config.sampler)
     sampler_timesteps(denoiser.schedule, config)  # raises on bad steps, before any work
     return fn(denoiser, x_T, config, generator)
 
 
-def sample(
-    sampler: str, denoiser: Denoiser, x_T: torch.Tensor, config: SamplerConfig, generator: torch.Generator
-) -> torch.Tensor:
-    """Run the named sampler to the end and return the final sample."""
-    (last,) = deque(iterate(sampler, denoiser, x_T, config, generator), maxlen=1)  # keep only the last step
+def sample(denoiser: Denoiser, x_T: torch.Tensor, config: SampleConfig, generator: torch.Generator) -> torch.Tensor:
+    """Run config.sampler to the end and return the final sample."""
+    (last,) = deque(iterate(denoiser, x_T, config, generator), maxlen=1)  # keep only the last step
     return last.x_prev
 
 
 def generate(
-    sampler: str,
     denoiser: Denoiser,
     count: int,
     image_shape: tuple[int, int, int],
-    config: SamplerConfig,
+    config: SampleConfig,
     seed: int = 0,
     batch_size: int = 64,
     device: torch.device | str = "cpu",
@@ -83,14 +91,14 @@ def generate(
     out = []
     for start in range(0, count, batch_size):
         g = torch.Generator(device).manual_seed(seed + 1 + start)
-        out.append(sample(sampler, denoiser, x_T[start:start + batch_size].to(device), config, g).float().cpu())
+        out.append(sample(denoiser, x_T[start:start + batch_size].to(device), config, g).float().cpu())
     return torch.cat(out)
 
 
 __all__ = [
     "generate",
     "SAMPLERS",
-    "SamplerConfig",
+    "SampleConfig",
     "StepRecord",
     "Sampler",
     "ddim_invert",
@@ -100,4 +108,5 @@ __all__ = [
     "make_timesteps",
     "sampler_timesteps",
     "sample",
+    "slerp",
 ]

@@ -7,18 +7,14 @@ from collections.abc import Iterator
 import torch
 
 from horseshoe.diffusion.denoiser import Denoiser
-from horseshoe.sampling.record import SamplerConfig, StepRecord
+from horseshoe.sampling.config import SampleConfig
+from horseshoe.sampling.record import StepRecord
 from horseshoe.sampling.timesteps import sampler_timesteps
-
-
-def _alpha_bar(denoiser: Denoiser, t: int) -> float:
-    """abar_t, with abar = 1 for the clean data 'before' step 0 (t = -1)."""
-    return 1.0 if t < 0 else float(denoiser.schedule.alpha_bars[t])
 
 
 @torch.no_grad()
 def ddim(
-    denoiser: Denoiser, x_T: torch.Tensor, config: SamplerConfig, generator: torch.Generator
+    denoiser: Denoiser, x_T: torch.Tensor, config: SampleConfig, generator: torch.Generator
 ) -> Iterator[StepRecord]:
     """Generalised DDIM step from t to the next visited timestep s (s = -1 after the last).
 
@@ -32,7 +28,7 @@ def ddim(
     x = x_T
     for i, t in enumerate(timesteps):
         s = timesteps[i + 1] if i + 1 < len(timesteps) else -1
-        abar_t, abar_s = _alpha_bar(denoiser, t), _alpha_bar(denoiser, s)
+        abar_t, abar_s = denoiser.schedule.alpha_bar(t), denoiser.schedule.alpha_bar(s)
         pred = denoiser(x, t, clip_x0=config.clip_x0)
         sigma = config.eta * ((1 - abar_s) / (1 - abar_t) * (1 - abar_t / abar_s)) ** 0.5
         x_prev = abar_s**0.5 * pred.x0 + max(1 - abar_s - sigma**2, 0.0) ** 0.5 * pred.eps
@@ -43,7 +39,7 @@ def ddim(
 
 
 @torch.no_grad()
-def ddim_invert(denoiser: Denoiser, x0: torch.Tensor, config: SamplerConfig) -> Iterator[StepRecord]:
+def ddim_invert(denoiser: Denoiser, x0: torch.Tensor, config: SampleConfig) -> Iterator[StepRecord]:
     """Run deterministic DDIM backwards, image -> noise, over the same timesteps ascending.
 
     Each step goes from level r (clean at first) to the next visited timestep t, reading eps_hat at
@@ -54,7 +50,7 @@ def ddim_invert(denoiser: Denoiser, x0: torch.Tensor, config: SamplerConfig) -> 
     timesteps = sampler_timesteps(denoiser.schedule, config)[::-1]
     x, r = x0, -1
     for i, t in enumerate(timesteps):
-        abar_r, abar_t = _alpha_bar(denoiser, r), _alpha_bar(denoiser, t)
+        abar_r, abar_t = denoiser.schedule.alpha_bar(r), denoiser.schedule.alpha_bar(t)
         eps = denoiser(x, t).eps
         x0_hat = (x - (1 - abar_r) ** 0.5 * eps) / abar_r**0.5
         x_next = abar_t**0.5 * x0_hat + (1 - abar_t) ** 0.5 * eps

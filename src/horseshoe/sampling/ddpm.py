@@ -9,7 +9,8 @@ import torch
 from horseshoe.diffusion.denoiser import Denoiser
 from horseshoe.diffusion.process import gather, q_posterior_mean_variance
 from horseshoe.diffusion.schedules import NoiseSchedule
-from horseshoe.sampling.record import SamplerConfig, StepRecord
+from horseshoe.sampling.config import SampleConfig
+from horseshoe.sampling.record import StepRecord
 from horseshoe.sampling.timesteps import sampler_timesteps
 
 
@@ -19,14 +20,12 @@ def respace(schedule: NoiseSchedule, timesteps: list[int]) -> NoiseSchedule:
     Its k-th beta is 1 - abar[s_k] / abar[s_{k-1}] over the ascending timesteps s, so its alpha_bars
     are the originals at s, and every formula for a T-step process holds for the shorter one.
     """
-    abar = schedule.alpha_bars[sorted(timesteps)]
-    abar_prev = torch.cat([abar.new_ones(1), abar[:-1]])
-    return NoiseSchedule(name=f"{schedule.name}-respaced", betas=1.0 - abar / abar_prev)
+    return NoiseSchedule.from_alpha_bars(f"{schedule.name}-respaced", schedule.alpha_bars[sorted(timesteps)])
 
 
 @torch.no_grad()
 def ddpm(
-    denoiser: Denoiser, x_T: torch.Tensor, config: SamplerConfig, generator: torch.Generator
+    denoiser: Denoiser, x_T: torch.Tensor, config: SampleConfig, generator: torch.Generator
 ) -> Iterator[StepRecord]:
     """x_{t-1} = mu_tilde(x_t, x0_hat) + sigma_t z, z = 0 on the last step.
 
@@ -41,7 +40,7 @@ def ddpm(
         k = len(timesteps) - 1 - i  # index of t in the respaced schedule
         pred = denoiser(x, t, clip_x0=config.clip_x0)
         mean, variance = q_posterior_mean_variance(spaced, pred.x0, x, k)
-        if config.variance == "beta":
+        if config.ddpm_variance == "beta":
             variance = gather(spaced.betas, k, x).expand_as(x)
         if k > 0:
             z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)

@@ -9,13 +9,14 @@ from collections.abc import Iterator
 import torch
 
 from horseshoe.diffusion.denoiser import Denoiser
-from horseshoe.sampling.record import SamplerConfig, StepRecord
+from horseshoe.sampling.config import SampleConfig
+from horseshoe.sampling.record import StepRecord
 from horseshoe.sampling.timesteps import sampler_timesteps
 
 
 @torch.no_grad()
 def _multistep(
-    denoiser: Denoiser, x_T: torch.Tensor, config: SamplerConfig, generator: torch.Generator, stochastic: bool
+    denoiser: Denoiser, x_T: torch.Tensor, config: SampleConfig, generator: torch.Generator, stochastic: bool
 ) -> Iterator[StepRecord]:
     """The shared loop: one network evaluation per step, the previous step's x0_hat reused.
 
@@ -32,7 +33,7 @@ def _multistep(
     timesteps = sampler_timesteps(schedule, config)
 
     def alpha_sigma_lambda(t: int) -> tuple[float, float, float]:
-        abar = float(schedule.alpha_bars[t])
+        abar = schedule.alpha_bar(t)
         alpha, sigma = math.sqrt(abar), math.sqrt(1.0 - abar)
         return alpha, sigma, math.log(alpha) - math.log(sigma)
 
@@ -62,14 +63,14 @@ def _multistep(
 
 
 def dpmpp_2m(
-    denoiser: Denoiser, x_T: torch.Tensor, config: SamplerConfig, generator: torch.Generator
+    denoiser: Denoiser, x_T: torch.Tensor, config: SampleConfig, generator: torch.Generator
 ) -> Iterator[StepRecord]:
     """DPM-Solver++(2M): integrate the probability-flow ODE in log-SNR time. generator is unused."""
     return _multistep(denoiser, x_T, config, generator, stochastic=False)
 
 
 def dpmpp_2m_sde(
-    denoiser: Denoiser, x_T: torch.Tensor, config: SamplerConfig, generator: torch.Generator
+    denoiser: Denoiser, x_T: torch.Tensor, config: SampleConfig, generator: torch.Generator
 ) -> Iterator[StepRecord]:
     """SDE-DPM-Solver++(2M): the same steps on the reverse SDE, fresh noise each step but the last.
 

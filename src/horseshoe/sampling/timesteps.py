@@ -4,8 +4,8 @@ The three spacings as defined in diffusers (Lin et al. 2023, Table 2), for T=100
   trailing: round(arange(T, 0, -T/N)) - 1  -> 999, 899, ..., 99   (starts at the noisiest step)
   leading:  arange(N) * (T // N), reversed -> 900, 800, ..., 0
   linspace: round(linspace(0, T-1, N)), reversed -> 999, 888, ..., 0
-'trailing' is SamplerConfig's default: it starts from t = T-1, so sampling begins where training's
-noise ends. A run's sample section defaults to 'karras' with lambda_min = -3 (measured, see README).
+'trailing' starts from t = T-1, so sampling begins where training's noise ends. The sample
+section defaults to 'karras' with lambda_min = -3 (measured, see README).
 
 'karras' spaces the steps in noise level instead of t (Karras et al. 2022, Eq. 5): with
 sigma_t = sqrt((1 - abar_t) / abar_t), the i-th of N levels is
@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from horseshoe.diffusion.schedules import NoiseSchedule
-from horseshoe.sampling.record import SPACINGS, SamplerConfig
+from horseshoe.sampling.config import SPACINGS, SampleConfig
 
 
 def check_num_steps(num_train_steps: int, num_steps: int | None) -> int:
@@ -88,13 +88,13 @@ def usable_steps(schedule: NoiseSchedule, lambda_min: float | None) -> int:
     return usable
 
 
-def sampler_timesteps(schedule: NoiseSchedule, config: SamplerConfig) -> list[int]:
+def sampler_timesteps(schedule: NoiseSchedule, config: SampleConfig) -> list[int]:
     """The descending timesteps a sampler visits for this schedule and config."""
     usable = usable_steps(schedule, config.lambda_min)
-    if config.num_steps is not None and usable < config.num_steps <= schedule.num_steps:
-        raise ValueError(f"{config.num_steps} steps is more than the {usable} timesteps with lambda_t >= "
+    if config.steps is not None and usable < config.steps <= schedule.num_steps:
+        raise ValueError(f"{config.steps} steps is more than the {usable} timesteps with lambda_t >= "
                          f"lambda_min={config.lambda_min}; take fewer steps or lower lambda_min")
     if config.spacing == "karras":
-        check_num_steps(schedule.num_steps, config.num_steps)
-        return karras_timesteps(schedule, usable, config.num_steps or usable, config.rho)
-    return make_timesteps(usable, config.num_steps, config.spacing)
+        check_num_steps(schedule.num_steps, config.steps)
+        return karras_timesteps(schedule, usable, config.steps or usable, config.rho)
+    return make_timesteps(usable, config.steps, config.spacing)

@@ -120,14 +120,5 @@ def _frame(x: torch.Tensor, columns: int | None, scale: int) -> np.ndarray:
     return make_grid(to_uint8(x.float().cpu()), columns=columns, padding=2, pad_value=64, scale=scale)
 
 
-def slerp(z0: torch.Tensor, z1: torch.Tensor, alpha: float) -> torch.Tensor:
-    """Spherical interpolation between two noise tensors (keeps the norm a Gaussian sample expects)."""
-    a, b = z0.flatten(), z1.flatten()
-    omega = torch.arccos(torch.clamp(torch.dot(a, b) / (a.norm() * b.norm()), -1.0, 1.0))
-    if float(omega) < 1e-6:
-        return (1 - alpha) * z0 + alpha * z1
-    return (torch.sin((1 - alpha) * omega) * z0 + torch.sin(alpha * omega) * z1) / torch.sin(omega)
-
-
 def as_image(picture: np.ndarray) -> Image.Image:
     return Image.fromarray(picture[..., 0] if picture.shape[-1] == 1 else picture)

@@ -77,14 +77,17 @@ def plot_schedules(schedules: dict, path: str | Path) -> Path:
     return _save(plt, fig, path)
 
 
-def plot_sweep(rows: list[dict[str, Any]], path: str | Path) -> Path:
-    """SWD against network evaluations (log scale) and against wall time, one line per sampler."""
+def plot_sweep(rows: list[tuple[str, int, float, float]], path: str | Path) -> Path:
+    """SWD against network evaluations (log scale) and against wall time, one line per sampler.
+
+    rows: (sampler, network evaluations, seconds, SWD x1e3) per setting.
+    """
     plt = _pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8), dpi=110)
-    for sampler in dict.fromkeys(r["sampler"] for r in rows):
-        mine = sorted((r for r in rows if r["sampler"] == sampler), key=lambda r: r["nfe"])
-        ax1.plot([r["nfe"] for r in mine], [r["swd_x1e3_mean"] for r in mine], "o-", label=sampler)
-        ax2.plot([r["seconds"] for r in mine], [r["swd_x1e3_mean"] for r in mine], "o-", label=sampler)
+    for sampler in dict.fromkeys(r[0] for r in rows):
+        mine = sorted((r for r in rows if r[0] == sampler), key=lambda r: r[1])
+        ax1.plot([r[1] for r in mine], [r[3] for r in mine], "o-", label=sampler)
+        ax2.plot([r[2] for r in mine], [r[3] for r in mine], "o-", label=sampler)
     ax1.set_xscale("log")
     ax1.set_xlabel("network evaluations")
     ax2.set_xscale("log")

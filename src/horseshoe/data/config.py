@@ -1,0 +1,72 @@
+"""The data section: which images to train on, at what size, with which flips."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from horseshoe.data import horseshoes
+from horseshoe.data.transforms import FITS, parse_colour
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """The data section of the config.
+
+    path: a folder of images, or None for the built-in horseshoes. image_size: side of square
+    images, or [height, width]. count: how many horseshoes (None: an endless stream of new ones).
+    """
+
+    path: str | None = None
+    image_size: int | tuple[int, int] = 32
+    channels: int = 1
+    fit: str = "pad"
+    background: str = "black"
+    hflip: bool = True
+    vflip: bool = False
+    rot90: bool = False
+    skip_bad: bool = False
+    memory_budget_mb: int = 2048
+    count: int | None = 10_000
+    style: str = "silhouette"
+    rotation: str = "updown"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        size = self.image_size
+        if isinstance(size, (list, tuple)):
+            if len(size) != 2 or min(size) < 1:
+                raise ValueError(f"data.image_size must be an integer or [height, width], got {list(size)}")
+            object.__setattr__(self, "image_size", (int(size[0]), int(size[1])))
+        elif size < 1:
+            raise ValueError(f"data.image_size must be positive, got {size}")
+        if self.channels not in (1, 3, 4):
+            raise ValueError(f"data.channels must be 1, 3 or 4, got {self.channels}")
+        if self.fit not in FITS:
+            raise ValueError(f"data.fit must be one of {', '.join(FITS)}, got {self.fit!r}")
+        parse_colour(self.background)
+        if self.count is not None and self.count < 1:
+            raise ValueError(f"data.count must be positive (or omitted for an endless stream), got {self.count}")
+        if self.style not in horseshoes.STYLES:
+            raise ValueError(f"data.style must be one of {', '.join(horseshoes.STYLES)}, got {self.style!r}")
+        if self.rotation not in horseshoes.ROTATIONS:
+            raise ValueError(f"data.rotation must be one of {', '.join(horseshoes.ROTATIONS)}, got {self.rotation!r}")
+        if self.path is None and self.height != self.width:
+            raise ValueError(f"built-in horseshoes are square; got data.image_size={list(self.image_size)}")
+
+    @property
+    def height(self) -> int:
+        return self.image_size[0] if isinstance(self.image_size, tuple) else self.image_size
+
+    @property
+    def width(self) -> int:
+        return self.image_size[1] if isinstance(self.image_size, tuple) else self.image_size
+
+    @property
+    def is_builtin_silhouette(self) -> bool:
+        """The built-in one-channel horseshoe silhouettes: the data metrics.shape can check samples against."""
+        return self.path is None and self.style == "silhouette" and self.channels == 1
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of the images as the network sees them."""
+        return self.channels, self.height, self.width

@@ -1,0 +1,133 @@
+"""Train into a run directory the way `horseshoe train` and the demo do: the training loop plus the
+hooks that write the log, checkpoints, sample grids and quick evaluations, then the end pictures.
+
+    RUN/config.json  metrics.jsonl  checkpoints/  progress/step-*.png (train.sample_every)
+    RUN/loss.png     samples.png    (drawn when training ends)
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from horseshoe.config import Config
+from horseshoe.data import training_images
+from horseshoe.data.transforms import to_uint8
+from horseshoe.metrics.novelty import novelty
+from horseshoe.metrics.swd import SWDReference
+from horseshoe.training import checkpoint
+from horseshoe.training.hooks import CheckpointHook, LogHook
+from horseshoe.training.runlog import read_metrics
+from horseshoe.training.trainer import Hook, NonFiniteLoss, StepResult, Trainer, TrainResult
+from horseshoe.viz.grid import display_scale, make_grid, save_png
+from horseshoe.viz.plots import plot_loss
+
+
+def sample_grid(trainer: Trainer, path: Path, count: int = 64) -> Path:
+    """A grid of samples from the EMA weights with the run's sampler settings."""
+    images = trainer.ema_samples(min(count, trainer.config.sample.count))
+    return save_png(make_grid(to_uint8(images), scale=display_scale(trainer.config.data.height)), path)
+
+
+class SampleGridHook(Hook):
+    """RUN/progress/step-N.png every train.sample_every steps (main process)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+
+    def on_step(self, trainer: Trainer, result: StepResult) -> None:
+        every = trainer.config.train.sample_every
+        if every and result.step % every == 0 and trainer.world.is_main:
+            sample_grid(trainer, self.run_dir / "progress" / f"{checkpoint.checkpoint_name(result.step)}.png")
+
+
+class QuickEvalHook(Hook):
+    """Every train.eval_every steps, SWD and novelty of 64 EMA samples, written to the run's log.
+
+    The reference (256 training images and their patch descriptors) is built at the first call and
+    reused, so training pays only for the evaluations themselves.
+    """
+
+    def __init__(self, log: LogHook, count: int = 64) -> None:
+        self.log, self.count = log, count
+        self._reference: tuple[SWDReference, object] | None = None
+
+    def on_step(self, trainer: Trainer, result: StepResult) -> None:
+        every, main = trainer.config.train.eval_every, trainer.world.is_main
+        if every and result.step % every == 0 and main and self.log.log is not None:
+            self.log.log.write({"step": result.step, **self.evaluate(trainer)})
+
+    def evaluate(self, trainer: Trainer) -> dict[str, float]:
+        started, config = time.perf_counter(), trainer.config
+        if self._reference is None:
+            images = training_images(config.data, 256, config.train.seed)
+            self._reference = (SWDReference(images, seed=config.train.seed), images)
+        reference, images = self._reference
+        samples, d = trainer.ema_samples(self.count), config.data
+        found = novelty(samples, images, d.hflip, d.vflip, d.rot90)
+        return {"swd": reference.distance(samples).mean, "near_copy_fraction": found.near_copy_fraction,
+                "nn_ratio_median": found.ratio_median, "eval_seconds": round(time.perf_counter() - started, 2)}
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """A finished call of `train`: how training ended and what it left in the run directory."""
+
+    run_dir: Path
+    training: TrainResult
+    checkpoint: Path | None
+    resumed_from: Path | None
+    stop_signal: int | None  # SIGINT or SIGTERM, when one stopped training
+
+
+def run_hooks(run_dir: Path, progress: bool) -> list[Hook]:
+    """Log, quick evaluations, sample grids, checkpoints: in that order at every step."""
+    log = LogHook(run_dir, progress)
+    return [log, QuickEvalHook(log), SampleGridHook(run_dir), CheckpointHook(run_dir)]
+
+
+def prepare_run_dir(out: Path, resume: str | Path | None, overwrite: bool) -> Path | None:
+    """The checkpoint to resume from (None: a fresh run); refuses to train over checkpoints without
+    --resume or --overwrite, and clears what a crashed save left behind."""
+    if resume is not None:
+        found = checkpoint.resolve(resume)
+        checkpoint.clean_stale(out)
+        return found
+    if checkpoint.has_checkpoints(out):
+        if not overwrite:
+            raise ValueError(f"run directory {str(out)!r} already has checkpoints; pass --resume to continue it, "
+                             f"--overwrite to start it over, or choose another --out")
+        shutil.rmtree(out / "checkpoints")
+        (out / "metrics.jsonl").unlink(missing_ok=True)
+    return None
+
+
+def train(config: Config, out: str | Path, resume: str | Path | None = None, progress: bool = True,
+          overwrite: bool = False) -> RunResult:
+    """Train `config` into run directory `out`, resuming from a run or checkpoint if given.
+
+    Draws RUN/loss.png and RUN/samples.png at the end, unless a signal stopped it (the user is
+    waiting). A resume that finds the run already at its budget trains nothing and writes nothing
+    (RunResult.training.stop_reason says so).
+    """
+    out = Path(out)
+    trainer = Trainer(config, run_hooks(out, progress))
+    try:
+        found = prepare_run_dir(out, resume, overwrite) if trainer.world.is_main else None
+        if resume is not None:
+            found = trainer.resume(resume)
+        try:
+            result = trainer.fit()
+        except NonFiniteLoss as error:
+            last = checkpoint.latest(out)
+            where = f"the last good checkpoint is {str(last)!r}" if last else "no checkpoint was saved yet"
+            raise NonFiniteLoss(f"{error}; {where}") from None
+        if trainer.world.is_main and result.steps_trained and result.stop_reason != "signal":
+            plot_loss(read_metrics(out), out / "loss.png")
+            sample_grid(trainer, out / "samples.png")
+    finally:
+        trainer.close()
+    return RunResult(run_dir=out, training=result, checkpoint=checkpoint.latest(out), resumed_from=found,
+                     stop_signal=trainer.stop_signal)

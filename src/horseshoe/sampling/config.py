@@ -1,0 +1,75 @@
+"""The sample section: which sampler a run uses, on which timesteps, and the options samplers read."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from horseshoe.diffusion.schedules import NoiseSchedule
+
+SPACINGS = ("trailing", "leading", "linspace", "karras")
+DDPM_VARIANCES = ("posterior", "beta")
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """How a run samples; every sampler takes this and reads the fields that apply to it.
+
+    steps: network evaluations (None: every usable timestep); spacing: how they are picked from
+    0..T-1, see horseshoe.sampling.timesteps; lambda_min: start at the noisiest timestep whose half
+    log-SNR is at least this (None: t = T-1); clip_x0: clamp x0_hat to [-1, 1].
+    One sampler's or one spacing's own options: rho (karras spacing; more steps at low noise as it
+    grows), eta (ddim: 0 deterministic, 1 the ancestral step), ddpm_variance (ddpm: sigma_t^2 is
+    beta tilde, 'posterior', or beta_t, 'beta'). count and seed are the run's sample grids.
+    The defaults are the demo's, measured on its model (README, "Which sampler, how many steps").
+    """
+
+    sampler: str = "dpmpp_2m_sde"
+    steps: int | None = 20
+    spacing: str = "karras"
+    lambda_min: float | None = -3.0
+    clip_x0: bool = True
+    rho: float = 3.0  # karras spacing only
+    eta: float = 0.0  # ddim only
+    ddpm_variance: str = "posterior"  # ddpm only
+    count: int = 64
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        from horseshoe.sampling import SAMPLERS  # the registry imports the samplers, which import this
+
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"sample.sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
+        if self.steps is not None and (isinstance(self.steps, bool) or self.steps <= 0):
+            raise ValueError(f"sample.steps must be a positive integer (or none for every timestep), got {self.steps}")
+        if self.count <= 0:
+            raise ValueError(f"sample.count must be positive, got {self.count}")
+        if self.spacing not in SPACINGS:
+            raise ValueError(f"sample.spacing must be one of {', '.join(SPACINGS)}, got {self.spacing!r}")
+        if self.lambda_min is not None and not -1e3 < self.lambda_min < 1e3:
+            raise ValueError(f"sample.lambda_min must be a finite number (or none), got {self.lambda_min}")
+        if not 0 < self.rho < 1e3:
+            raise ValueError(f"sample.rho must be a positive number, got {self.rho}")
+        if not 0 <= self.eta < 1e3:
+            raise ValueError(f"sample.eta must be a number >= 0, got {self.eta}")
+        if self.ddpm_variance not in DDPM_VARIANCES:
+            raise ValueError(f"sample.ddpm_variance must be one of {', '.join(DDPM_VARIANCES)}, "
+                             f"got {self.ddpm_variance!r}")
+
+    def for_sampler(self, schedule: NoiseSchedule, sampler: str | None = None, steps: int | None = None,
+                    eta: float | None = None, spacing: str | None = None) -> SampleConfig:
+        """This config with another sampler and the given options over its own.
+
+        Without `steps` it keeps self.steps (fewer when the schedule has fewer usable timesteps),
+        except ddpm asked for in place of the run's own sampler: ancestral sampling is meant to visit
+        every usable timestep.
+        """
+        from horseshoe.sampling.timesteps import usable_steps
+
+        sampler = sampler or self.sampler
+        usable = usable_steps(schedule, self.lambda_min)
+        if steps is None:
+            own = usable if self.steps is None else min(self.steps, usable)
+            steps = usable if sampler == "ddpm" != self.sampler else own
+        return dataclasses.replace(self, sampler=sampler, steps=steps, spacing=spacing or self.spacing,
+                                   eta=self.eta if eta is None else eta)

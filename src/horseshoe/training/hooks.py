@@ -1,0 +1,89 @@
+"""The hooks every run directory gets: the log (metrics.jsonl and a progress bar) and checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from horseshoe.training.runlog import RunLog
+from horseshoe.training.trainer import Hook, StepResult, Trainer, TrainResult
+
+
+class LogHook(Hook):
+    """RUN/config.json, and RUN/metrics.jsonl: start, a record every train.log_every steps, end.
+
+    A record's loss and images/s are over the steps since the previous record (the training steps
+    alone: evaluations and checkpoints are not counted); the progress bar shows the same numbers.
+    Main process only.
+    """
+
+    def __init__(self, run_dir: str | Path, progress: bool = True) -> None:
+        self.run_dir, self.progress = Path(run_dir), progress
+        self.log: RunLog | None = None
+        self.bar = None
+        self._losses: list[float] = []
+        self._seconds = 0.0
+
+    def on_start(self, trainer: Trainer) -> None:
+        from tqdm import tqdm
+
+        main = trainer.world.is_main
+        if main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.json").write_text(trainer.config.to_json())
+            self.log = RunLog(self.run_dir)
+            self.log.write({"event": "start" if trainer.step == 0 else "resume", "step": trainer.step,
+                            "device": str(trainer.device), "precision": trainer.precision,
+                            "processes": trainer.world.world_size})
+        self.bar = tqdm(total=trainer.total_steps(), initial=trainer.step, disable=not (main and self.progress),
+                        unit="step", dynamic_ncols=True)
+
+    def on_step(self, trainer: Trainer, result: StepResult) -> None:
+        tc = trainer.config.train
+        self._losses.append(result.loss)
+        self._seconds += result.seconds
+        self.bar.update(1)
+        if result.step % tc.log_every and result.step != trainer.total_steps():
+            return
+        rate = len(self._losses) * tc.batch_size / max(self._seconds, 1e-9)
+        record = {"step": result.step, "loss": sum(self._losses) / len(self._losses), "lr": result.lr,
+                  "images_per_sec": rate, "grad_norm": result.grad_norm,
+                  "epoch": trainer.state.loader.epochs_done()}
+        self.bar.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{rate:.0f}")
+        if self.log:
+            self.log.write(record)
+        self._losses, self._seconds = [], 0.0
+
+    def on_end(self, trainer: Trainer, result: TrainResult) -> None:
+        if self.log:
+            self.log.write({"event": "end", "reason": result.stop_reason, "step": result.step,
+                            "nonfinite_skipped": result.nonfinite_skipped, "seconds": result.seconds})
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.log:
+            self.log.close()
+            self.log = None
+
+
+class CheckpointHook(Hook):
+    """A checkpoint in RUN/checkpoints every train.checkpoint_every steps and when training stops.
+
+    Every process must have it (saving waits for all of them); only the main one writes.
+    """
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.saved_at: int | None = None
+
+    def on_step(self, trainer: Trainer, result: StepResult) -> None:
+        every = trainer.config.train.checkpoint_every
+        if every and result.step % every == 0:
+            trainer.save(self.run_dir)
+            self.saved_at = result.step
+
+    def on_end(self, trainer: Trainer, result: TrainResult) -> None:
+        if self.saved_at != result.step:
+            trainer.save(self.run_dir)
+            self.saved_at = result.step
+

@@ -1,0 +1,74 @@
+"""Everything a training run is at one step, and what a checkpoint saves of it to resume exactly."""
+
+from __future__ import annotations
+
+import torch
+
+from horseshoe.config import Config, from_dict, incompatibility
+from horseshoe.data import BatchLoader, build_dataset
+from horseshoe.models import UNet
+from horseshoe.training import checkpoint
+from horseshoe.training.distributed import World
+from horseshoe.training.ema import EMA
+
+
+class TrainState:
+    """Model, EMA, AdamW, data position, random streams and counters; state_dict() / load_state_dict().
+
+    The loader yields this process's share of each global batch of `micro_batch` images; `noise`
+    draws t and eps for the whole global batch, on the training device.
+    """
+
+    def __init__(self, config: Config, device: torch.device, world: World, micro_batch: int) -> None:
+        tc = config.train
+        self.config, self.device = config, device
+        torch.manual_seed(tc.seed)  # the same initial weights in every process
+        self.model = UNet(config.model, config.data.shape).to(device)
+        if tc.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.ema = EMA(self.model, tc.ema_half_life_images, tc.ema_warmup_ratio)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=tc.lr, betas=tc.betas,
+                                           weight_decay=tc.weight_decay, fused=device.type in ("cpu", "cuda"))
+        self.dataset = build_dataset(config.data)
+        self.loader = BatchLoader(self.dataset, config.data, micro_batch, seed=tc.seed,
+                                  rank=world.rank, world_size=world.world_size)
+        self.noise = torch.Generator(device).manual_seed(tc.seed + 1)
+        self.world_size = world.world_size
+        self.step, self.images_seen, self.nonfinite_skipped = 0, 0, 0
+
+    def state_dict(self) -> checkpoint.Checkpoint:
+        """A checkpoint of everything resume needs: tensors by part, JSON state, and the config."""
+        opt_tensors, groups = checkpoint.optimizer_to_tensors(self.optimizer)
+        rng = {"torch": torch.get_rng_state(), "noise": self.noise.get_state().cpu()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        state = {"step": self.step, "images_seen": self.images_seen, "nonfinite_skipped": self.nonfinite_skipped,
+                 "loader": self.loader.state_dict(), "optimizer_groups": groups, "world_size": self.world_size}
+        tensors = {"model": self.model.state_dict(), "ema": self.ema.model.state_dict(), "optimizer": opt_tensors,
+                   "rng": rng}
+        return checkpoint.Checkpoint(config=self.config.to_dict(), state=state, tensors=tensors)
+
+    def load_state_dict(self, data: checkpoint.Checkpoint, source: str) -> None:
+        """Continue exactly where `data` (read from `source`) left off; one-line errors name the source."""
+        try:
+            saved = from_dict(data.config)
+        except ValueError as error:
+            raise ValueError(f"checkpoint {source!r} has an invalid config: {error}") from None
+        why = incompatibility(saved, self.config)
+        if why:
+            raise ValueError(f"checkpoint {source!r} was made with a different config: {why}")
+        rng = data.tensors["rng"]  # checkpoint.load checked its keys and dtypes
+        try:
+            self.model.load_state_dict(data.tensors["model"])
+            self.ema.model.load_state_dict(data.tensors["ema"])
+            self.optimizer.load_state_dict(checkpoint.optimizer_from_tensors(
+                data.tensors["optimizer"], data.state["optimizer_groups"]))
+            self.loader.load_state_dict(data.state["loader"])
+            torch.set_rng_state(rng["torch"])
+            self.noise.set_state(rng["noise"].to(self.noise.get_state().device))
+            if "cuda" in rng and self.device.type == "cuda":
+                torch.cuda.set_rng_state(rng["cuda"], self.device)
+        except (RuntimeError, KeyError, ValueError, TypeError) as error:
+            raise ValueError(f"checkpoint {source!r} cannot be resumed: {str(error).splitlines()[0]}") from None
+        self.step, self.images_seen = int(data.state["step"]), int(data.state["images_seen"])
+        self.nonfinite_skipped = int(data.state.get("nonfinite_skipped", 0))
