@@ -91,10 +91,9 @@ def run_hooks(run_dir: Path, progress: bool) -> list[Hook]:
 def prepare_run_dir(out: Path, resume: str | Path | None, overwrite: bool) -> Path | None:
     """The checkpoint to resume from (None: a fresh run); refuses to train over checkpoints without
     --resume or --overwrite, and clears what a crashed save left behind."""
+    checkpoint.clean_stale(out)
     if resume is not None:
-        found = checkpoint.resolve(resume)
-        checkpoint.clean_stale(out)
-        return found
+        return checkpoint.resolve(resume)
     if checkpoint.has_checkpoints(out):
         if not overwrite:
             raise ValueError(f"run directory {str(out)!r} already has checkpoints; pass --resume to continue it, "

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+import warnings
 
 import horseshoe
 from horseshoe.cli import data_cmd, demo_cmd, evaluate_cmd, pictures_cmd, sample_cmd, train_cmd
@@ -27,6 +29,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def plain_warnings() -> None:
+    """Warnings and log messages meant for users as one plain line each, without a source line."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        print(f"horseshoe: warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = show
+    logging.basicConfig(format="horseshoe: warning: %(message)s", level=logging.WARNING, force=True)
+    said: set[str] = set()
+
+    def once(record: logging.LogRecord) -> bool:  # a broken pointer is found by every look-up: say it once
+        new = record.getMessage() not in said
+        said.add(record.getMessage())
+        return new
+
+    logging.getLogger().handlers[0].addFilter(once)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -34,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     keep_memory_mapped()  # every command allocates the same large buffers over and over
+    plain_warnings()
     try:
         return int(args.run_command(args) or 0)
     except USER_ERRORS as error:
