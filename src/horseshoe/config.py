@@ -125,6 +125,38 @@ class Config:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
 
+    def to_toml(self) -> str:
+        """The whole config as a TOML file that `--config` reads back into the same config.
+
+        TOML has no null: an unset value whose default is set is written as "none"; one whose
+        default is unset too is left as a comment.
+        """
+        lines = []
+        for section in dataclasses.fields(self):
+            values, defaults = getattr(self, section.name), section.default_factory()
+            lines.append(f"[{section.name}]")
+            for f in dataclasses.fields(values):
+                value = getattr(values, f.name)
+                if value is None:
+                    unset = getattr(defaults, f.name) is None
+                    lines.append(f"# {f.name} = (unset)" if unset else f'{f.name} = "none"')
+                else:
+                    lines.append(f"{f.name} = {_toml_value(value)}")
+            lines.append("")
+        return "\n".join(lines)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(value)  # a TOML basic string: JSON's escapes are TOML's
+
 
 SECTIONS: dict[str, type] = {f.name: f.default_factory().__class__ for f in dataclasses.fields(Config)}
 
@@ -133,8 +165,8 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     """Check (and gently convert) a value against a field's type; errors name the key."""
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
+        if type(None) in args and (value is None or value == "none" and str not in args):
+            return None  # TOML files say "none" for an unset value (to_toml)
         errors = []
         for option in (a for a in args if a is not type(None)):
             try:

@@ -6,24 +6,27 @@ import argparse
 from pathlib import Path
 
 from horseshoe.cli.common import add_command, add_config_options, config_from_args, output_dir, positive_int
-from horseshoe.config import Config, from_dict
+from horseshoe.config import Config, TrainConfig, from_dict
 from horseshoe.training import checkpoint
 
 
 def register(subparsers) -> None:
+    t = TrainConfig()
     p = add_command(subparsers, "train", "train a diffusion model (no --data: the built-in horseshoes)",
                     "horseshoe train --data my_sprites/ --out runs/sprites --steps 5000 --set data.channels=3")
     p.add_argument("--out", default="runs/train", help="run directory for checkpoints, logs and pictures")
     budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--steps", type=positive_int, help="optimizer steps to train to (default: train.steps)")
+    budget.add_argument("--steps", type=positive_int,
+                        help=f"optimizer steps to train to (default: {t.steps}, train.steps)")
     budget.add_argument("--epochs", type=float, help="passes over the data to train to, instead of --steps")
     p.add_argument("--resume", nargs="?", const="latest", metavar="PATH",
                    help="continue from the run's latest checkpoint, or from PATH (a run or checkpoint directory)")
-    p.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: train.device, auto)")
-    p.add_argument("--precision", choices=["auto", "bf16", "fp32"], help="default: train.precision (auto)")
+    p.add_argument("--device", help=f"auto, cpu, cuda, cuda:N or mps (default: {t.device}, train.device)")
+    p.add_argument("--precision", choices=["auto", "bf16", "fp32"],
+                   help=f"auto: bf16 where fast, else fp32 (default: {t.precision}, train.precision)")
     p.add_argument("--compile", action="store_true", help="torch.compile the network (slow to start, faster after)")
     p.add_argument("--eval-every", type=int, metavar="N", help="every N steps, a small evaluation (SWD, novelty) "
-                   "of the EMA weights logged to metrics.jsonl (default: train.eval_every, 0 = off)")
+                   f"of the EMA weights logged to metrics.jsonl (default: {t.eval_every}, train.eval_every; 0 = off)")
     p.add_argument("--overwrite", action="store_true",
                    help="start over in an --out that already has checkpoints (they are deleted)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -1,0 +1,37 @@
+"""`horseshoe config` prints a TOML file that reads back into the same config; --help shows values."""
+
+import pytest
+
+from horseshoe.cli import main
+from horseshoe.config import Config, build_config, load_toml
+from horseshoe.demo import demo_config
+
+
+@pytest.mark.parametrize("config", [
+    Config(),
+    demo_config(),
+    build_config(None, ["train.epochs=2.5", "data.count=none", "sample.lambda_min=none", "sample.steps=none",
+                        "train.grad_clip=none", "diffusion.min_snr_gamma=5", "data.path=imgs", "data.image_size=[16, 24]",
+                        "model.patch_size=1", "model.attention_resolutions=[8]", "train.lr=3e-4"]),
+])
+def test_to_toml_reads_back_into_the_same_config(tmp_path, config):
+    path = tmp_path / "config.toml"
+    path.write_text(config.to_toml())
+    assert load_toml(path) == config
+
+
+def test_config_command_prints_the_resolved_config(tmp_path, capsys):
+    folder = 'C:\\data "quoted"'
+    assert main(["config", "--demo", "--set", "train.steps=77", "--data", folder]) == 0
+    path = tmp_path / "mine.toml"
+    path.write_text(capsys.readouterr().out)
+    config = load_toml(path)
+    assert config.train.steps == 77 and config.data.path == folder
+    assert config.model == demo_config().model
+
+
+def test_train_help_shows_the_default_values(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: 10000, train.steps)" in text and "(default: auto, train.precision)" in text
