@@ -29,7 +29,7 @@ def test_demo_writes_every_picture_and_the_page(tmp_path, capsys):
     page = (out / "index.html").read_text()
     for picture in PICTURES:
         assert f'src="{picture}"' in page
-    assert "training steps" in page and '"prediction": "v"' in page
+    assert "training steps" in page and 'prediction = "v"' in page  # the config, as TOML
     assert sorted(p.name for p in gallery.iterdir()) == ["denoising.png", "loss.png", "noising.png",
                                                         "samples.png", "sampling.gif"]
     printed = capsys.readouterr().out

@@ -64,10 +64,10 @@ class DemoReport:
                 "training seconds (this call)": round(self.training_seconds, 1),
                 "training images/s": round(self.images_per_sec, 1), "final loss": self.final_loss,
                 "stopped because": self.stop_reason, "device": self.device, "precision": self.precision,
-                "parameters": self.parameters, "sampler": self.sampler,
+                "parameters": report.millions(self.parameters), "sampler": self.sampler,
                 "sampling seconds (64 images)": round(self.sampling_seconds, 2)}
         if self.horseshoe_rate is not None:
-            rows["horseshoe rate (geometric check)"] = self.horseshoe_rate
+            rows["horseshoe rate (geometric check)"] = f"{self.horseshoe_rate:.0%}"
         rows["demo seconds (this call)"] = round(self.seconds, 1)
         return rows
 
@@ -124,17 +124,16 @@ def draw_pictures(out: Path, config: Config, count: int = 64, seed: int = 0) -> 
 
 
 def write_page(out: Path, config: Config, demo: DemoReport) -> Path:
-    figures = (
-        report.figure("samples/grid.png", "64 new horseshoes from the EMA weights")
-        + report.figure("sampling.gif", "sampling 9 images with DDIM (100 steps): x_t left, predicted x0 right")
-    )
-    report.add_section(out, "samples", "Samples", figures, order=10)
-    how = (report.figure("noising.png", "forward process: training images at increasing t (same noise per row)")
-           + report.figure("denoising.png", "backward process: x_t and the predicted x0 at chosen sampler steps"))
+    page = report.run_sections(
+        out, "samples/grid.png", f"64 new horseshoes from the EMA weights ({demo.sampler})", demo.rows(),
+        config.to_toml(), [f"horseshoe sample {out} --count 64 --out {out}/more", f"horseshoe evaluate {out}",
+                           f"horseshoe animate {out} --with-x0", f"horseshoe demo --out {out} --set train.steps=1300"])
+    how = (report.figure("sampling.gif", "sampling 9 images with DDIM (100 steps): x_t left, predicted x0 right")
+           + report.figure("noising.png", "forward process: training images at increasing t (same noise per row)")
+           + report.figure("denoising.png", f"backward process ({demo.sampler}): x_t and the predicted x0 at "
+                                            f"chosen sampler steps"))
     report.add_section(out, "process", "How diffusion makes them", how, order=20)
-    report.add_section(out, "training", "Training",
-                       report.figure("loss.png", "training loss per logged step") + report.table(demo.rows()), order=30)
-    return report.add_section(out, "config", "Config", report.preformatted(config.to_json()), order=90)
+    return page
 
 
 def run_demo(out: str | Path, overrides: list[str] | None = None, gallery: str | Path | None = None,

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from horseshoe import report
 from horseshoe.config import Config
 from horseshoe.data import training_images
 from horseshoe.data.transforms import to_uint8
@@ -88,6 +89,21 @@ def run_hooks(run_dir: Path, progress: bool) -> list[Hook]:
     return [log, QuickEvalHook(log), SampleGridHook(run_dir), CheckpointHook(run_dir)]
 
 
+def write_page(out: Path, trainer: Trainer, result: TrainResult) -> Path:
+    """RUN/index.html: samples, loss curve and numbers, the config as TOML, the next commands."""
+    config = trainer.config
+    sc = config.sample.for_sampler(trainer.schedule)
+    rows = {"steps": result.step, "steps trained by this call": result.steps_trained,
+            "training seconds (this call)": round(result.seconds, 1),
+            "training images/s (this call, with checkpoints and evaluations)": round(result.images_per_sec, 1),
+            "stopped because": result.stop_reason, "device": str(trainer.device), "precision": trainer.precision,
+            "parameters": report.millions(sum(p.numel() for p in trainer.state.model.parameters()))}
+    commands = [f"horseshoe sample {out} --count 64 --out {out}/samples", f"horseshoe evaluate {out}",
+                f"horseshoe train --out {out} --resume --steps {2 * result.step}"]
+    return report.run_sections(out, "samples.png", f"{min(64, sc.count)} samples from the EMA weights "
+                               f"({sc.sampler}, {sc.steps} steps)", rows, config.to_toml(), commands)
+
+
 def prepare_run_dir(out: Path, resume: str | Path | None, overwrite: bool) -> Path | None:
     """The checkpoint to resume from (None: a fresh run); refuses to train over checkpoints without
     --resume or --overwrite, and clears what a crashed save left behind."""
@@ -126,6 +142,7 @@ def train(config: Config, out: str | Path, resume: str | Path | None = None, pro
         if trainer.world.is_main and result.steps_trained and result.stop_reason != "signal":
             plot_loss(read_metrics(out), out / "loss.png")
             sample_grid(trainer, out / "samples.png")
+            write_page(out, trainer, result)
     finally:
         trainer.close()
     return RunResult(run_dir=out, training=result, checkpoint=checkpoint.latest(out), resumed_from=found,

@@ -45,6 +45,22 @@ def preformatted(text: str) -> str:
     return f"<pre>{html.escape(text, quote=False)}</pre>"
 
 
+def run_sections(run_dir: str | Path, samples: str, caption: str, training: dict[str, Any], config_toml: str,
+                 commands: list[str]) -> Path:
+    """The sections every run's page has: samples, training (loss curve and numbers), the config as a
+    TOML file one could start from, and the commands to run next."""
+    add_section(run_dir, "samples", "Samples", figure(samples, caption), order=10)
+    add_section(run_dir, "training", "Training",
+                figure("loss.png", "training loss per logged step") + table(training), order=30)
+    add_section(run_dir, "config", "Config (as a file for --config)", preformatted(config_toml), order=90)
+    return add_section(run_dir, "next", "Next", preformatted("\n".join(commands)), order=95)
+
+
+def millions(count: int) -> str:
+    """A parameter count for people: 6.6 M."""
+    return f"{count / 1e6:.1f} M"
+
+
 def add_section(run_dir: str | Path, key: str, title: str, body_html: str, order: int = 50) -> Path:
     """Add or replace section `key` of the run's page and re-render index.html."""
     run_dir = Path(run_dir)

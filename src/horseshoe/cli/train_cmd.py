@@ -63,10 +63,11 @@ def run(args: argparse.Namespace) -> int:
     if done.resumed_from is not None:
         print(f"resumed from {done.resumed_from}")
     how = {"signal": "stopped by signal", "time": "stopped at train.max_minutes", "budget": "done"}[result.stop_reason]
-    print(f"{how}: {result.step} steps, {result.images_per_sec:.0f} images/s, last loss {result.loss:.4f}")
+    print(f"{how}: {result.step} steps; this call {result.images_per_sec:.0f} images/s with checkpoints and "
+          f"evaluations, last step's loss {result.loss:.4f}")
     print(f"checkpoint: {done.checkpoint}")
     if result.stop_reason != "signal":
-        print(f"samples: {out / 'samples.png'}   loss curve: {out / 'loss.png'}")
+        print(f"report: {out / 'index.html'} (samples.png, loss.png)")
     if result.nonfinite_skipped:
         print(f"skipped {result.nonfinite_skipped} steps with a non-finite loss")
     return 128 + done.stop_signal if done.stop_signal else 0  # 130 after Ctrl-C, 143 after SIGTERM, as shells do
