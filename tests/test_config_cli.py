@@ -11,8 +11,9 @@ from horseshoe.demo import demo_config
     Config(),
     demo_config(),
     build_config(None, ["train.epochs=2.5", "data.count=none", "sample.lambda_min=none", "sample.steps=none",
-                        "train.grad_clip=none", "diffusion.min_snr_gamma=5", "data.path=imgs", "data.image_size=[16, 24]",
-                        "model.patch_size=1", "model.attention_resolutions=[8]", "train.lr=3e-4"]),
+                        "train.grad_clip=none", "diffusion.min_snr_gamma=5", "data.path=imgs",
+                        "data.image_size=[16, 24]", "model.patch_size=1", "model.attention_resolutions=[8]",
+                        "train.lr=3e-4"]),
 ])
 def test_to_toml_reads_back_into_the_same_config(tmp_path, config):
     path = tmp_path / "config.toml"
