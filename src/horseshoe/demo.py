@@ -100,12 +100,12 @@ class Drawn:
     horseshoe_rate: float | None
 
 
-def draw_pictures(out: Path, config: Config, count: int = 64, seed: int = 0) -> Drawn:
+def draw_pictures(out: Path, config: Config, count: int = 64, seed: int = 0, progress: bool = False) -> Drawn:
     """Samples, noising, denoising, GIF and loss curve from the run in `out`."""
     run = load_run(out)
     sample_config = run.sampler()
     started = time.perf_counter()
-    samples = to_uint8(run.generate(sample_config, count, seed=seed))
+    samples = to_uint8(run.generate(sample_config, count, seed=seed, progress="samples" if progress else None))
     sampling_seconds = time.perf_counter() - started
     save_samples(samples, out / "samples")
     rate = horseshoe_rate(samples / 255.0) if config.data.is_builtin_silhouette else None
@@ -145,7 +145,7 @@ def run_demo(out: str | Path, overrides: list[str] | None = None, gallery: str |
         shutil.rmtree(out)
     config = demo_config(overrides)
     trained, trainer = train_demo(config, out, progress)
-    drawn = draw_pictures(out, config)
+    drawn = draw_pictures(out, config, progress=progress)
     demo = DemoReport(steps=trained.step, steps_trained=trained.steps_trained, training_seconds=trained.seconds,
                       images_per_sec=trained.images_per_sec, final_loss=trained.loss, stop_reason=trained.stop_reason,
                       device=str(trainer.device), precision=trainer.precision,

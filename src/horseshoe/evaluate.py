@@ -50,6 +50,7 @@ class EvalOptions:
     inception_weights: str | None = None
     sweep: tuple[tuple[str, int | None], ...] = field(default_factory=tuple)
     sample_overrides: tuple[str, ...] = ()  # 'sample.key=value', as --set
+    progress: bool = False  # progress bars while sampling (on a terminal)
 
     def __post_init__(self) -> None:
         for name in ("count", "batch_size", "heldout", "bpd_timesteps"):
@@ -259,7 +260,8 @@ def sweep(run: LoadedRun, options: EvalOptions, reference: SWDReference, out_dir
     for name, steps in options.sweep:
         config = run.sampler(name, steps, options.eta)
         started = time.perf_counter()
-        samples = run.generate(config, options.count, options.seed, options.batch_size)
+        samples = run.generate(config, options.count, options.seed, options.batch_size,
+                               f"sweep {name} {config.steps}" if options.progress else None)
         seconds = time.perf_counter() - started
         rows.append(SweepRow(name, config.steps, seconds, quality(samples, reference, run.config)))
     plot_sweep([(r.sampler, r.steps, r.seconds, r.quality.swd.mean) for r in rows], out_dir / "sweep.png")
@@ -289,7 +291,8 @@ def evaluate(run_dir: str | Path, options: EvalOptions, weights: str = "ema") ->
 
     config = run.sampler(options.sampler, options.steps, options.eta)
     started = time.perf_counter()
-    samples = run.generate(config, options.count, options.seed, options.batch_size)
+    samples = run.generate(config, options.count, options.seed, options.batch_size,
+                           "samples" if options.progress else None)
     sampling_seconds = time.perf_counter() - started
     found_quality = quality(samples, swd_reference, run.config)
     floor = real_floor(run.config, options)

@@ -26,9 +26,9 @@ from horseshoe.viz.grid import display_scale, make_grid, save_png
 from horseshoe.viz.plots import plot_loss
 
 
-def sample_grid(trainer: Trainer, path: Path, count: int = 64) -> Path:
+def sample_grid(trainer: Trainer, path: Path, count: int = 64, progress: str | None = None) -> Path:
     """A grid of samples from the EMA weights with the run's sampler settings."""
-    images = trainer.ema_samples(min(count, trainer.config.sample.count))
+    images = trainer.ema_samples(min(count, trainer.config.sample.count), progress)
     return save_png(make_grid(to_uint8(images), scale=display_scale(trainer.config.data.height)), path)
 
 
@@ -141,7 +141,7 @@ def train(config: Config, out: str | Path, resume: str | Path | None = None, pro
             raise NonFiniteLoss(f"{error}; {where}") from None
         if trainer.world.is_main and result.steps_trained and result.stop_reason != "signal":
             plot_loss(read_metrics(out), out / "loss.png")
-            sample_grid(trainer, out / "samples.png")
+            sample_grid(trainer, out / "samples.png", progress="samples.png" if progress else None)
             write_page(out, trainer, result)
     finally:
         trainer.close()

@@ -42,9 +42,10 @@ class LoadedRun:
             get_sampler(name)  # a one-line error for unknown names
         return self.config.sample.for_sampler(self.denoiser.schedule, name, steps, eta, spacing)
 
-    def generate(self, config: SampleConfig, count: int, seed: int = 0, batch_size: int = 64) -> torch.Tensor:
+    def generate(self, config: SampleConfig, count: int, seed: int = 0, batch_size: int = 64,
+                 progress: str | None = None) -> torch.Tensor:
         """`count` final samples, float32 on the CPU (see horseshoe.sampling.generate)."""
-        return generate(self.denoiser, count, self.image_shape, config, seed, batch_size, self.device)
+        return generate(self.denoiser, count, self.image_shape, config, seed, batch_size, self.device, progress)
 
     def records(self, config: SampleConfig, count: int, seed: int = 0,
                 x_T: torch.Tensor | None = None) -> Iterator[StepRecord]:

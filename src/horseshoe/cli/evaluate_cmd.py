@@ -31,6 +31,7 @@ def register(subparsers) -> None:
                    help="settings to compare with the same seeds, e.g. ddim:10,20,50 dpmpp_2m:10,20 ddpm "
                         "(no steps: the run's default; for ddpm every timestep)")
     p.add_argument("--weights", default="ema", help="'ema' or 'model' weights")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_sample_set_option(p)
     p.set_defaults(run_command=run)
 
@@ -41,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     options = EvalOptions(count=args.count, reference=args.reference, sampler=args.sampler, steps=args.steps,
                           eta=args.eta, seed=args.seed, batch_size=args.batch_size, heldout=args.heldout,
                           bpd_timesteps=args.bpd_timesteps, inception_weights=args.inception_weights,
-                          sweep=parse_sweep(args.sweep), sample_overrides=tuple(args.overrides))
+                          sweep=parse_sweep(args.sweep), sample_overrides=tuple(args.overrides),
+                          progress=not args.no_progress)
     result = evaluate(args.run, options, weights=args.weights)
     for line in result.summary():
         print(line)

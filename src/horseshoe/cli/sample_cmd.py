@@ -29,6 +29,7 @@ def register(subparsers) -> None:
     p.add_argument("--count", type=positive_int, default=64, help="how many images")
     p.add_argument("--out", default="samples", help="folder for grid.png and 000.png, 001.png, ...")
     p.add_argument("--npz", action="store_true", help="also write samples.npz (uint8 images, N x H x W x C)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_sampler_options(p)
     p.set_defaults(run_command=run_sample)
 
@@ -50,7 +51,8 @@ def run_sample(args: argparse.Namespace) -> int:
     folder = output_dir(args.out)
     run = load_run(args.run, weights=args.weights, device=args.device, sample_overrides=args.overrides)
     config = run.sampler(args.sampler, args.steps, args.eta, args.spacing)
-    images = to_uint8(run.generate(config, args.count, seed=args.seed, batch_size=args.batch_size))
+    images = to_uint8(run.generate(config, args.count, seed=args.seed, batch_size=args.batch_size,
+                                   progress=None if args.no_progress else "sampling"))
     save_samples(images, folder, npz=args.npz)
     print(f"wrote {args.count} samples ({config.sampler}, {config.steps} steps, seed {args.seed}) "
           f"from {run.checkpoint} "

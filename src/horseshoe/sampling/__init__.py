@@ -77,21 +77,31 @@ def generate(
     seed: int = 0,
     batch_size: int = 64,
     device: torch.device | str = "cpu",
+    progress: str | None = None,
 ) -> torch.Tensor:
     """Draw `count` images (C, H, W) in batches: float32 on the CPU, in [-1, 1] if clip_x0.
 
     x_T for all images comes from one CPU generator seeded with `seed` (the same noise on every
     device); per-step noise from a per-batch generator, so a seed and batch size reproduce a sample.
-    Run it under the model's autocast context for mixed precision.
+    Run it under the model's autocast context for mixed precision. With `progress` (its label), a
+    progress bar over all steps on a terminal.
     """
+    from tqdm import tqdm
+
     if count <= 0 or batch_size <= 0:
         raise ValueError(f"count and batch size must be positive, got {count} and {batch_size}")
     device = torch.device(device)
     x_T = initial_noise((count, *image_shape), torch.Generator().manual_seed(seed))
+    steps = len(sampler_timesteps(denoiser.schedule, config))
+    bar = tqdm(total=steps * -(-count // batch_size), desc=progress, unit="step", leave=False,
+               disable=True if progress is None else None)  # None: only on a terminal
     out = []
-    for start in range(0, count, batch_size):
-        g = torch.Generator(device).manual_seed(seed + 1 + start)
-        out.append(sample(denoiser, x_T[start:start + batch_size].to(device), config, g).float().cpu())
+    with bar:
+        for start in range(0, count, batch_size):
+            g = torch.Generator(device).manual_seed(seed + 1 + start)
+            for record in iterate(denoiser, x_T[start:start + batch_size].to(device), config, g):
+                bar.update(1)
+            out.append(record.x_prev.float().cpu())
     return torch.cat(out)
 
 

@@ -182,13 +182,13 @@ class Trainer:
         st.ema.update(st.model, tc.batch_size, st.images_seen)
         return StepResult(st.step, loss_value, time.perf_counter() - started, lr, grad_norm)
 
-    def ema_samples(self, count: int) -> torch.Tensor:
+    def ema_samples(self, count: int, progress: str | None = None) -> torch.Tensor:
         """`count` samples from the EMA weights with the run's sampler settings and seed."""
         sc = self.config.sample
         denoiser = Denoiser(self.state.ema.model, self.schedule, self.config.diffusion.prediction)
         with autocast(self.device, self.precision):
             return generate(denoiser, count, self.config.data.shape, sc.for_sampler(self.schedule),
-                            seed=sc.seed, device=self.device)
+                            seed=sc.seed, device=self.device, progress=progress)
 
     # ---- the loop ------------------------------------------------------------------------------
 

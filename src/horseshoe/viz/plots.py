@@ -43,7 +43,7 @@ def plot_loss(records: list[dict[str, Any]], path: str | Path, title: str = "tra
     loss = np.array([r["loss"] for r in records if "loss" in r])
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
     if len(steps):
-        ax.plot(steps, loss, color="#9bb7d4", lw=1, label="loss")
+        ax.plot(steps, loss, "o-" if len(steps) < 10 else "-", color="#9bb7d4", lw=1, label="loss")  # 1 point: a dot
         ax.plot(steps, smooth(loss, max(1, len(loss) // 20)), color="#1f4e79", lw=2, label="smoothed")
         ax.set_yscale("log")
     ax.set_xlabel("step")
