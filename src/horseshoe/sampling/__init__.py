@@ -99,9 +99,9 @@ def generate(
     with bar:
         for start in range(0, count, batch_size):
             g = torch.Generator(device).manual_seed(seed + 1 + start)
-            for record in iterate(denoiser, x_T[start:start + batch_size].to(device), config, g):
-                bar.update(1)
-            out.append(record.x_prev.float().cpu())
+            for last in iterate(denoiser, x_T[start:start + batch_size].to(device), config, g):  # noqa: B007
+                bar.update(1)  # the last record's x_prev is the sample
+            out.append(last.x_prev.float().cpu())
     return torch.cat(out)
 
 
