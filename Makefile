@@ -17,12 +17,15 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 # One stamp per set of extras, remade when pyproject.toml changes.
+# torch exactly as tested (pyproject.toml allows a range, for users' own environments).
+TORCH := torch==2.13.0
+
 $(VENV)/.installed-%: pyproject.toml | $(PY)
-	$(PIP) install -e ".[$*]"
+	$(PIP) install "$(TORCH)" -e ".[$*]"
 	touch $@
 
 $(VENV)/.installed-base: pyproject.toml | $(PY)
-	$(PIP) install -e .
+	$(PIP) install "$(TORCH)" -e .
 	touch $@
 
 install: $(VENV)/.installed-base

@@ -36,3 +36,20 @@ def test_train_help_shows_the_default_values(capsys):
         main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "(default: 10000, train.steps)" in text and "(default: auto, train.precision)" in text
+
+
+def test_tensorboard_is_an_extra_said_before_anything_is_written(tmp_path, capsys):
+    from training_helpers import cli_args
+
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        out = tmp_path / "run"
+        assert main(["train", "--out", str(out), "--steps", "1", *cli_args("train.tensorboard=true")]) == 2
+        assert "pip install 'horseshoe[tensorboard]'" in capsys.readouterr().err
+        assert not any(out.iterdir())
+    else:
+        out = tmp_path / "run"
+        assert main(["train", "--out", str(out), "--steps", "1", "--no-progress",
+                     *cli_args("train.tensorboard=true")]) == 0
+        assert list((out / "tensorboard").iterdir())

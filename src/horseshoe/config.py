@@ -65,6 +65,7 @@ class TrainConfig:
     skip_nonfinite: bool = False
     eval_every: int = 0
     max_minutes: float | None = None
+    tensorboard: bool = False  # also log to RUN/tensorboard/ (pip install 'horseshoe[tensorboard]')
 
     def __post_init__(self) -> None:
         if (self.steps is None) == (self.epochs is None):

@@ -20,7 +20,7 @@ from horseshoe.metrics.novelty import novelty
 from horseshoe.metrics.swd import SWDReference
 from horseshoe.training import checkpoint
 from horseshoe.training.hooks import CheckpointHook, LogHook
-from horseshoe.training.runlog import read_metrics
+from horseshoe.training.runlog import read_metrics, tensorboard_writer
 from horseshoe.training.trainer import Hook, NonFiniteLoss, StepResult, Trainer, TrainResult
 from horseshoe.viz.grid import display_scale, make_grid, save_png
 from horseshoe.viz.plots import plot_loss
@@ -128,6 +128,8 @@ def train(config: Config, out: str | Path, resume: str | Path | None = None, pro
     (RunResult.training.stop_reason says so).
     """
     out = Path(out)
+    if config.train.tensorboard:
+        tensorboard_writer()  # a missing package is said before anything is written
     trainer = Trainer(config, run_hooks(out, progress))
     try:
         found = prepare_run_dir(out, resume, overwrite) if trainer.world.is_main else None

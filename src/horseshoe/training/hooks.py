@@ -30,7 +30,7 @@ class LogHook(Hook):
         if main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.json").write_text(trainer.config.to_json())
-            self.log = RunLog(self.run_dir)
+            self.log = RunLog(self.run_dir, tensorboard=trainer.config.train.tensorboard)
             self.log.write({"event": "start" if trainer.step == 0 else "resume", "step": trainer.step,
                             "device": str(trainer.device), "precision": trainer.precision,
                             "processes": trainer.world.world_size})

@@ -8,21 +8,24 @@ from pathlib import Path
 from typing import Any
 
 
-class RunLog:
-    """Appends one JSON object per line to RUN/metrics.jsonl, and mirrors scalars to TensorBoard if installed."""
+def tensorboard_writer() -> type:
+    """TensorBoard's SummaryWriter, or a one-line error saying how to install it (an optional extra)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ValueError("train.tensorboard=true needs the tensorboard package: "
+                         "pip install 'horseshoe[tensorboard]'") from None
+    return SummaryWriter
 
-    def __init__(self, run_dir: str | Path, tensorboard: bool = True) -> None:
+
+class RunLog:
+    """Appends one JSON object per line to RUN/metrics.jsonl, and mirrors scalars to RUN/tensorboard/ if asked."""
+
+    def __init__(self, run_dir: str | Path, tensorboard: bool = False) -> None:
         self.path = Path(run_dir) / "metrics.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tb = tensorboard_writer()(str(Path(run_dir) / "tensorboard")) if tensorboard else None
         self._file = open(self.path, "a")
-        self._tb = None
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self._tb = SummaryWriter(str(Path(run_dir) / "tensorboard"))
-            except ImportError:  # the tensorboard package is optional
-                self._tb = None
 
     def write(self, record: dict[str, Any]) -> None:
         record = {"time": round(time.time(), 3), **record}
