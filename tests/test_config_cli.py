@@ -53,3 +53,23 @@ def test_tensorboard_is_an_extra_said_before_anything_is_written(tmp_path, capsy
         assert main(["train", "--out", str(out), "--steps", "1", "--no-progress",
                      *cli_args("train.tensorboard=true")]) == 0
         assert list((out / "tensorboard").iterdir())
+
+
+def test_export_holds_the_weights_alone_and_samples_the_same_images(tmp_path, capsys):
+    import numpy as np
+    from training_helpers import cli_args
+
+    run, model = tmp_path / "run", tmp_path / "model"
+    assert main(["train", "--out", str(run), "--steps", "2", "--no-progress", *cli_args()]) == 0
+    assert main(["export", str(run), str(model)]) == 0
+    assert sorted(p.name for p in model.iterdir()) == ["config.json", "ema.safetensors", "state.json"]
+    for source in (run, model):
+        assert main(["sample", str(source), "--count", "3", "--npz", "--out", str(tmp_path / source.name / "s"),
+                     "--no-progress"]) == 0
+    same = [np.load(tmp_path / name / "s" / "samples.npz")["images"] for name in ("run", "model")]
+    assert np.array_equal(*same)
+    capsys.readouterr()
+    assert main(["export", str(run), str(model)]) == 2  # never over something
+    assert "already exists and is not empty" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path / "again"), "--resume", str(model)]) == 2
+    assert "model.safetensors" in capsys.readouterr().err  # an export is for sampling, not for resuming

@@ -8,12 +8,21 @@ import sys
 import warnings
 
 import horseshoe
-from horseshoe.cli import config_cmd, data_cmd, demo_cmd, evaluate_cmd, pictures_cmd, sample_cmd, train_cmd
+from horseshoe.cli import (
+    config_cmd,
+    data_cmd,
+    demo_cmd,
+    evaluate_cmd,
+    export_cmd,
+    pictures_cmd,
+    sample_cmd,
+    train_cmd,
+)
 from horseshoe.cli.common import Parser
 from horseshoe.runtime import keep_memory_mapped
 from horseshoe.training.trainer import NonFiniteLoss
 
-COMMANDS = (demo_cmd, train_cmd, sample_cmd, evaluate_cmd, pictures_cmd, data_cmd, config_cmd)
+COMMANDS = (demo_cmd, train_cmd, sample_cmd, evaluate_cmd, pictures_cmd, data_cmd, config_cmd, export_cmd)
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
 
 

@@ -282,6 +282,27 @@ def load(path: str | Path, parts: tuple[str, ...] = TENSOR_PARTS) -> Checkpoint:
     return Checkpoint(config=config, state=state, tensors=tensors)
 
 
+def export(source: str | Path, out: str | Path, weights: str = "ema") -> Path:
+    """A checkpoint's weights (EMA by default) and config alone, in a folder `horseshoe sample` reads as
+    a checkpoint: a few MB, without the optimizer state and the raw weights that only resume needs."""
+    source, out = resolve(source), Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ValueError(f"export folder {str(out)!r} already exists and is not empty")
+    data = load(source, parts=(weights,))
+    state = {"step": data.state["step"], "images_seen": data.state["images_seen"], "exported_from": str(source)}
+    tmp = out.parent / f".tmp-{out.name}-{os.getpid()}"
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        _write_folder(tmp, Checkpoint(config=data.config, state=state, tensors={"ema": data.tensors[weights]}))
+        if out.exists():
+            out.rmdir()
+        atomic.rename(tmp, out)
+    except (OSError, SafetensorError) as error:
+        atomic.remove(tmp)
+        raise _save_error(error, out, source) from None  # "the previous checkpoint": the source, untouched
+    return out
+
+
 def optimizer_to_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict]]:
     """Flatten an optimizer's state_dict into named tensors plus JSON-able param groups."""
     sd = optimizer.state_dict()
