@@ -97,3 +97,14 @@ def test_warnings_for_users_are_one_plain_line(tmp_path, capsys):
                  "--set", "data.image_size=8"]) == 0
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"horseshoe: warning: 2 of 2 images in {str(tmp_path)!r} are smaller than 8x8 and were upscaled"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--minutes", "0"], "--minutes: must be a positive number, got 0"),
+    (["--minutes", "1", "--steps", "3"], "argument --steps: not allowed with argument --minutes"),
+])
+def test_time_budget_flags(tmp_path, capsys, args, message):
+    with pytest.raises(SystemExit) as stop:
+        train(tmp_path / "run", *args)
+    assert stop.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

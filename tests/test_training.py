@@ -186,3 +186,25 @@ def test_resume_rejects_another_model_and_corrupt_files(tmp_path):
     (path / "state.json").unlink()
     with pytest.raises(FileNotFoundError, match="holds no checkpoints/latest|is not a checkpoint"):
         checkpoint.resolve(path)
+
+
+def test_a_time_budget_plans_its_steps_and_ends_on_time_with_the_schedule_at_its_end(tmp_path):
+    import time
+
+    from horseshoe.training.runlog import read_metrics
+
+    trainer = tiny_trainer(tmp_path, "train.minutes=0.05", "train.warmup_steps=4", "train.checkpoint_every=0")
+    started = time.perf_counter()
+    result = trainer.fit()
+    took = time.perf_counter() - started
+    planned = trainer.state.planned_steps
+    assert result.stop_reason == "budget" and result.step == planned > 4  # more than the timed steps
+    assert took < 3.0 + 2.0  # the 3 s budget, plus the final checkpoint and log
+    last = read_metrics(tmp_path)[-1]
+    assert last["step"] == planned
+    assert last["lr"] == pytest.approx(learning_rate(planned - 1, 1e-3, 4, planned, "cosine"))  # decayed to its end
+    state = checkpoint.load(checkpoint.latest(tmp_path), parts=()).state
+    assert state["planned_steps"] == planned  # a resume keeps the plan
+    resumed = tiny_trainer(tmp_path / "again", "train.minutes=0.05", "train.warmup_steps=4")
+    resumed.resume(tmp_path)
+    assert resumed.total_steps() == planned and resumed.fit().stop_reason == "nothing to do"

@@ -37,12 +37,15 @@ else:  # pragma: no cover
 class TrainConfig:
     """The optimisation: budget, AdamW, schedule, EMA, precision, logging and checkpoints.
 
-    steps or epochs is the budget; max_minutes, if set, also stops training (with a checkpoint) once
-    that much wall time has passed, for jobs that must end in time on slower machines.
+    steps, epochs or minutes is the budget. With minutes, the first steps are timed and the step
+    count fixed so that warm-up, decay and EMA fit the time (and kept on resume). max_minutes, if
+    set, also stops training (with a checkpoint) once that much wall time has passed, for jobs that
+    must end in time on slower machines.
     """
 
     steps: int | None = 10_000
     epochs: float | None = None
+    minutes: float | None = None  # a time budget: the step count is fixed after timing the first steps
     batch_size: int = 128
     grad_accum: int = 1
     lr: float = 1e-3
@@ -68,8 +71,8 @@ class TrainConfig:
     tensorboard: bool = False  # also log to RUN/tensorboard/ (pip install 'horseshoe[tensorboard]')
 
     def __post_init__(self) -> None:
-        if (self.steps is None) == (self.epochs is None):
-            raise ValueError("set exactly one of train.steps and train.epochs")
+        if sum(budget is not None for budget in (self.steps, self.epochs, self.minutes)) != 1:
+            raise ValueError("set exactly one of train.steps, train.epochs and train.minutes")
         positive = {"train.batch_size": self.batch_size, "train.grad_accum": self.grad_accum, "train.lr": self.lr,
                     "train.ema_half_life_images": self.ema_half_life_images,
                     "train.keep_checkpoints": self.keep_checkpoints, "train.log_every": self.log_every}
@@ -77,6 +80,8 @@ class TrainConfig:
             positive["train.steps"] = self.steps
         if self.epochs is not None:
             positive["train.epochs"] = self.epochs
+        if self.minutes is not None:
+            positive["train.minutes"] = self.minutes
         for name, value in positive.items():
             if not 0 < value < math.inf:
                 raise ValueError(f"{name} must be a positive number, got {value}")
@@ -211,10 +216,11 @@ def _section_from_dict(name: str, values: dict[str, Any], base: Any) -> Any:
     if unknown:
         raise ValueError(f"unknown config key {name}.{unknown[0]}; {name} has: {', '.join(sorted(known))}")
     coerced = {k: _coerce(v, hints[k], f"{name}.{k}") for k, v in values.items()}
-    if name == "train":  # the two budgets exclude each other: setting one clears the other
-        for budget, other in (("epochs", "steps"), ("steps", "epochs")):
-            if coerced.get(budget) is not None and other not in coerced:
-                coerced[other] = None
+    if name == "train":  # the budgets exclude each other: setting one clears the others
+        budgets = ("steps", "epochs", "minutes")
+        for budget in budgets:
+            if coerced.get(budget) is not None:
+                coerced.update({other: None for other in budgets if other != budget and other not in coerced})
     return dataclasses.replace(base, **coerced)
 
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from horseshoe.cli.common import add_command, add_config_options, config_from_args, output_dir, positive_int
+from horseshoe.cli.common import (
+    add_command,
+    add_config_options,
+    config_from_args,
+    output_dir,
+    positive_float,
+    positive_int,
+)
 from horseshoe.config import Config, TrainConfig, from_dict
 from horseshoe.training import checkpoint
 
@@ -19,6 +26,8 @@ def register(subparsers) -> None:
     budget.add_argument("--steps", type=positive_int,
                         help=f"optimizer steps to train to (default: {t.steps}, train.steps)")
     budget.add_argument("--epochs", type=float, help="passes over the data to train to, instead of --steps")
+    budget.add_argument("--minutes", type=positive_float, help="train for this long: the first steps are timed and "
+                        "the step count fixed so that the learning-rate decay and the EMA fit (train.minutes)")
     p.add_argument("--resume", nargs="?", const="latest", metavar="PATH",
                    help="continue from the run's latest checkpoint, or from PATH (a run or checkpoint directory)")
     p.add_argument("--device", help=f"auto, cpu, cuda, cuda:N or mps (default: {t.device}, train.device)")
@@ -35,7 +44,8 @@ def register(subparsers) -> None:
 
 
 def _config(args: argparse.Namespace, base: Config | None) -> Config:
-    train = {key: value for key, value in (("steps", args.steps), ("epochs", args.epochs), ("device", args.device),
+    train = {key: value for key, value in (("steps", args.steps), ("epochs", args.epochs), ("minutes", args.minutes),
+                                           ("device", args.device),
                                            ("precision", args.precision), ("eval_every", args.eval_every))
              if value is not None}
     if args.compile:

@@ -16,7 +16,8 @@ FORMAT = "horseshoe-checkpoint"  # state.json's "format"; anything else is not o
 VERSION = 1
 RNG_KEYS = ("torch", "noise")  # required in rng.safetensors; "cuda" is optional
 # Integer fields of state.json and of its "loader": name -> (least allowed value or None, required).
-STATE_INTS = {"step": (0, True), "images_seen": (0, True), "nonfinite_skipped": (0, False), "world_size": (1, False)}
+STATE_INTS = {"step": (0, True), "images_seen": (0, True), "nonfinite_skipped": (0, False), "world_size": (1, False),
+              "planned_steps": (1, False)}
 LOADER_INTS = {"position": (0, True), "seed": (None, True), "batch_size": (1, True)}
 
 

@@ -35,6 +35,7 @@ class TrainState:
         self.noise = torch.Generator(device).manual_seed(tc.seed + 1)
         self.world_size = world.world_size
         self.step, self.images_seen, self.nonfinite_skipped = 0, 0, 0
+        self.planned_steps: int | None = None  # a time budget's step count, once timed
 
     def state_dict(self) -> checkpoint.Checkpoint:
         """A checkpoint of everything resume needs: tensors by part, JSON state, and the config."""
@@ -44,6 +45,8 @@ class TrainState:
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
         state = {"step": self.step, "images_seen": self.images_seen, "nonfinite_skipped": self.nonfinite_skipped,
                  "loader": self.loader.state_dict(), "optimizer_groups": groups, "world_size": self.world_size}
+        if self.planned_steps is not None:
+            state["planned_steps"] = self.planned_steps
         tensors = {"model": self.model.state_dict(), "ema": self.ema.model.state_dict(), "optimizer": opt_tensors,
                    "rng": rng}
         return checkpoint.Checkpoint(config=self.config.to_dict(), state=state, tensors=tensors)
@@ -72,3 +75,4 @@ class TrainState:
             raise ValueError(f"checkpoint {source!r} cannot be resumed: {str(error).splitlines()[0]}") from None
         self.step, self.images_seen = int(data.state["step"]), int(data.state["images_seen"])
         self.nonfinite_skipped = int(data.state.get("nonfinite_skipped", 0))
+        self.planned_steps = data.state.get("planned_steps")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 import signal
+import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -118,14 +119,33 @@ class Trainer:
         return self.state.step
 
     def total_steps(self) -> int:
-        """The step budget: train.steps, or train.epochs passes over a dataset of fixed size."""
+        """The step budget: train.steps, train.epochs passes over a dataset of fixed size, or the steps
+        a time budget (train.minutes) was planned to take (see plan_time_budget)."""
         tc = self.config.train
         if tc.steps is not None:
             return tc.steps
+        if tc.minutes is not None:
+            if self.state.planned_steps is None:
+                raise RuntimeError("a time budget's step count is known once plan_time_budget has run")
+            return self.state.planned_steps
         if self.state.loader.endless:
             raise ValueError("train.epochs needs a dataset of fixed size; the horseshoe stream (data.count=none) "
                              "has no epochs: use train.steps")
         return math.ceil(tc.epochs * len(self.state.dataset) / tc.batch_size)
+
+    def plan_time_budget(self, started: float) -> int:
+        """Train the first steps of a time budget, time them, and fix the step count that fits the rest.
+
+        The timed steps lie inside the learning-rate warm-up, whose rate does not depend on the total.
+        A tenth of the time left is kept for checkpoints, evaluations and jitter.
+        """
+        tc = self.config.train
+        probe = max(3, min(8, tc.warmup_steps or 8))
+        seconds = [self.train_step(total_steps=2**62).seconds for _ in range(probe)]
+        per_step = float(distributed.mean(torch.tensor(statistics.median(seconds[1:])), self.world))  # 1st: warm-up
+        left = 60 * tc.minutes - (time.perf_counter() - started)
+        self.state.planned_steps = self.step + max(0, int(0.9 * left / per_step))
+        return self.state.planned_steps
 
     def resume(self, path: str | Path) -> Path:
         """Continue exactly where a checkpoint (or a run's latest) left off; its model must match this config's."""
@@ -218,19 +238,25 @@ class Trainer:
         return self._stop_signal
 
     def fit(self) -> TrainResult:
-        """Train to the step budget (or until SIGINT/SIGTERM or train.max_minutes), calling the hooks."""
+        """Train to the step budget (or until SIGINT/SIGTERM, train.max_minutes or the end of train.minutes),
+        calling the hooks."""
+        started, first_step = time.perf_counter(), self.step
+        if self.config.train.minutes is not None and self.state.planned_steps is None:
+            self.state.model.train()
+            self.plan_time_budget(started)
         total = self.total_steps()
-        if self.step >= total:
+        if first_step >= total:
             return TrainResult(self.step, 0, math.nan, 0.0, 0.0, "nothing to do", self.state.nonfinite_skipped)
         self.state.model.train()
         try:
-            return self._loop(total)
+            return self._loop(total, started, first_step)
         finally:
             for hook in self.hooks:
                 hook.close()
 
-    def _loop(self, total: int) -> TrainResult:
-        tc, start, start_step = self.config.train, time.perf_counter(), self.step
+    def _loop(self, total: int, start: float, start_step: int) -> TrainResult:
+        tc = self.config.train
+        deadline = min([60 * m for m in (tc.max_minutes, tc.minutes) if m is not None], default=math.inf)
         last_loss, stop_reason = math.nan, "budget"
         for hook in self.hooks:
             hook.on_start(self)
@@ -242,7 +268,7 @@ class Trainer:
                     continue
                 for hook in self.hooks:
                     hook.on_step(self, step)
-                out_of_time = tc.max_minutes is not None and time.perf_counter() - start > 60 * tc.max_minutes
+                out_of_time = time.perf_counter() - start > deadline
                 if out_of_time and stop_reason == "budget":
                     stop_reason = "time"
                 if distributed.any_true(self._stop_signal is not None or out_of_time, self.world, self.device):
