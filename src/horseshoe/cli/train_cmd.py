@@ -7,6 +7,7 @@ from pathlib import Path
 
 from horseshoe.cli.common import add_command, add_config_options, config_from_args, output_dir, positive_int
 from horseshoe.config import Config, from_dict
+from horseshoe.runtime import PRECISIONS
 from horseshoe.training import checkpoint
 
 
@@ -20,7 +21,8 @@ def register(subparsers) -> None:
     p.add_argument("--resume", nargs="?", const="latest", metavar="PATH",
                    help="continue from the run's latest checkpoint, or from PATH (a run or checkpoint directory)")
     p.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: train.device, auto)")
-    p.add_argument("--precision", choices=["auto", "bf16", "fp32"], help="default: train.precision (auto)")
+    p.add_argument("--precision", choices=PRECISIONS, help="fp16 trains with a gradient scaler; default: "
+                   "train.precision (auto: bf16 where it is fast, else fp16 on CUDA, else fp32)")
     p.add_argument("--compile", action="store_true", help="torch.compile the network (slow to start, faster after)")
     p.add_argument("--eval-every", type=int, metavar="N", help="every N steps, a small evaluation (SWD, novelty) "
                    "of the EMA weights logged to metrics.jsonl (default: train.eval_every, 0 = off)")
@@ -66,4 +68,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"samples: {out / 'samples.png'}   loss curve: {out / 'loss.png'}")
     if result.nonfinite_skipped:
         print(f"skipped {result.nonfinite_skipped} steps with a non-finite loss")
+    if result.scaler_skipped:
+        print(f"the fp16 gradient scaler skipped {result.scaler_skipped} steps whose gradients overflowed")
     return 128 + done.stop_signal if done.stop_signal else 0  # 130 after Ctrl-C, 143 after SIGTERM, as shells do
