@@ -13,7 +13,7 @@ from horseshoe.training.ema import EMA
 
 
 class TrainState:
-    """Model, EMA, AdamW, gradient scaler, data position, random streams and counters; state_dict() / load_state_dict().
+    """Model, EMA, AdamW, gradient scaler, data position, random streams, counters; state_dict(), load_state_dict().
 
     The loader yields this process's share of each global batch of `micro_batch` images; `noise`
     draws t and eps for the whole global batch, on the training device. The gradient scaler is on
