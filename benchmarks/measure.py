@@ -1,7 +1,8 @@
 """One measurement in a fresh process; prints one JSON line. Run by benchmarks/run.py.
 
 Tasks: peak (matmul FLOP/s), train (one optimizer step), sample (DDIM, 50 steps), tensors (exact
-peak tensor memory of a step and a forward), convs (the network's convolutions alone), data (pipeline).
+peak tensor memory of a step and a forward), convs (the network's convolutions alone), data (the loader
+alone, loader.py).
 Every model is measured the same way: same batch, threads, allocator setting, AdamW (fused where
 PyTorch has it), MSE loss against a fixed target; the median of timed steps after warm-up.
 """
@@ -212,23 +213,10 @@ def convs(args, device) -> dict:
 
 
 def data(args, device) -> dict:
-    """Built-in horseshoes rendered per second on one core, and the loader's batches per second."""
-    import numpy as np
+    """The loader alone (loader.py): built-in, stream and PNG-folder images/s, the renderer on one core."""
+    from loader import measure
 
-    from horseshoe.data import BatchLoader, DataConfig, build_dataset
-    from horseshoe.data.horseshoes import render
-
-    torch.set_num_threads(1)
-    start = time.perf_counter()
-    n = 4096
-    for i in range(0, n, 512):
-        render(0, np.arange(i, i + 512), args.size)
-    render_rate = n / (time.perf_counter() - start)
-    config = DataConfig(count=4096, image_size=args.size, vflip=True)
-    loader = BatchLoader(build_dataset(config), config, batch_size=args.batch)
-    times = timed(loader.next_batch, torch.device("cpu"), 3, 30)
-    return {"render_images_per_sec_one_core": render_rate,
-            "loader_images_per_sec": args.batch / statistics.median(times)}
+    return measure(args.size, args.batch, device)
 
 
 TASKS = {"peak": peak, "train": train, "sample": sample, "tensors": tensors, "convs": convs, "data": data}

@@ -123,9 +123,13 @@ def markdown(meta: dict, results: list[dict]) -> str:
 
     data = _find(results, task="data")
     if data:
-        lines += ["", f"Data: {data['render_images_per_sec_one_core']:.0f} built-in 32x32 horseshoes rendered per "
-                      f"second on one core; the loader serves {data['loader_images_per_sec']:.0f} images/s "
-                      f"(batches of {data['batch']}, flips included)."]
+        lines += ["", f"Data ({data['size']}x{data['size']}, batches of {data['batch']}, flips included, one thread"
+                      f"{', pinned and copied to the device' if data['device'].startswith('cuda') else ''}): the "
+                      f"loader serves {data['loader_builtin_images_per_sec']:.0f} built-in images/s (rendered once), "
+                      f"{data['loader_stream_images_per_sec']:.0f} from the endless stream (rendered per batch; the "
+                      f"renderer alone: {data['render_images_per_sec_one_core']:.0f}/s) and "
+                      f"{data['loader_folder_images_per_sec']:.0f} from a folder of 100 PNGs (decoded once at "
+                      f"{data['folder_decode_images_per_sec']:.0f} images/s)."]
     failed = [r for r in results if "error" in r]
     if failed:
         lines += ["", "Not measured:"] + [f"- {' '.join(r['command'])}: {r['error']}" for r in failed]

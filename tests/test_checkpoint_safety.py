@@ -3,6 +3,7 @@
 import errno
 import json
 import logging
+import math
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from horseshoe.training.checkpoint import Checkpoint
 SAVE_STEPS = ((checkpoint, "_write_folder"), (checkpoint, "_write_pointer"), (atomic, "write_text"), (atomic, "fsync"),
               (atomic, "rename"), (atomic, "remove"), (atomic, "exchange"), (atomic, "delete"))
 RNG = {"torch": torch.arange(8, dtype=torch.uint8), "noise": torch.arange(8, dtype=torch.uint8)}
+SCALER = torch.amp.GradScaler("cpu", init_scale=1024.0).state_dict()  # what an fp16 run saves in state.json
 
 
 class Killed(BaseException):
@@ -288,6 +290,20 @@ def drop(key):
     ("state.json", edit(images_seen="x"), "state.json field 'images_seen' must be an integer >= 0, not \"x\""),
     ("state.json", edit(nonfinite_skipped=-3), "state.json field 'nonfinite_skipped' must be an integer >= 0, not -3"),
     ("state.json", edit(world_size=0), "state.json field 'world_size' must be an integer >= 1, not 0"),
+    ("state.json", edit(scaler_skipped=1.5), "state.json field 'scaler_skipped' must be an integer >= 0, not 1.5"),
+    ("state.json", edit(grad_scaler=[1]), "state.json field 'grad_scaler' must be an object, not [1]"),
+    ("state.json", edit(grad_scaler={**SCALER, "scale": 0.0}),
+     "state.json grad_scaler field 'scale' must be a number in (0, inf), not 0.0"),
+    ("state.json", edit(grad_scaler={**SCALER, "scale": math.inf}),
+     "state.json grad_scaler field 'scale' must be a number in (0, inf), not Infinity"),
+    ("state.json", edit(grad_scaler={**SCALER, "backoff_factor": 2}),
+     "state.json grad_scaler field 'backoff_factor' must be a number in (0, 1), not 2"),
+    ("state.json", edit(grad_scaler={**SCALER, "growth_factor": "2"}),
+     "state.json grad_scaler field 'growth_factor' must be a number in (1, inf), not \"2\""),
+    ("state.json", edit(grad_scaler={**SCALER, "_growth_tracker": -1}),
+     "state.json grad_scaler field '_growth_tracker' must be an integer >= 0, not -1"),
+    ("state.json", edit(grad_scaler={k: v for k, v in SCALER.items() if k != "growth_interval"}),
+     "state.json grad_scaler lacks field 'growth_interval'"),
     ("state.json", edit(loader=[1]), "state.json field 'loader' must be an object, not [1]"),
     ("state.json", edit(loader={"position": "3", "seed": 0, "batch_size": 8}),
      "state.json loader field 'position' must be an integer >= 0, not \"3\""),

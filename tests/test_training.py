@@ -3,7 +3,7 @@ import math
 
 import pytest
 import torch
-from training_helpers import tiny_config, tiny_trainer
+from training_helpers import deterministic_kernels, on_device, tiny_config, tiny_trainer
 
 from horseshoe.runs import load_run
 from horseshoe.training import checkpoint
@@ -24,15 +24,20 @@ def same_weights(a, b):
     return all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_resume_is_bit_identical(tmp_path, precision):
-    # N steps + save + resume + N steps == 2N steps, bit for bit (dropout and augmentation on).
-    straight = train(tmp_path / "a", "train.steps=6", f"train.precision={precision!r}")
-    train(tmp_path / "b", "train.steps=3", f"train.precision={precision!r}")
-    resumed = train(tmp_path / "b", "train.steps=6", f"train.precision={precision!r}", resume=tmp_path / "b")
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+def test_resume_is_bit_identical(tmp_path, precision, device):
+    # N steps + save + resume + N steps == 2N steps, bit for bit (dropout and augmentation on); in fp16
+    # the gradient scaler's state too. N = 2 in fp16, whose convolution backward is ~10x slower on a CPU.
+    n, extra = 2 if precision == "fp16" else 3, [f"train.precision={precision!r}", *on_device(device)]
+    with deterministic_kernels(device):
+        straight = train(tmp_path / "a", f"train.steps={2 * n}", *extra)
+        train(tmp_path / "b", f"train.steps={n}", *extra)
+        resumed = train(tmp_path / "b", f"train.steps={2 * n}", *extra, resume=tmp_path / "b")
     assert same_weights(straight.state.model, resumed.state.model)
     assert same_weights(straight.state.ema.model, resumed.state.ema.model)
     assert straight.state.loader.position == resumed.state.loader.position
+    assert straight.state.scaler.state_dict() == resumed.state.scaler.state_dict()
+    assert straight.state.scaler.is_enabled() == (precision == "fp16")
 
 
 def test_gradient_accumulation_matches_the_full_batch(tmp_path):
@@ -188,23 +193,44 @@ def test_resume_rejects_another_model_and_corrupt_files(tmp_path):
         checkpoint.resolve(path)
 
 
-def test_a_time_budget_plans_its_steps_and_ends_on_time_with_the_schedule_at_its_end(tmp_path):
-    import time
+class FakeClock:
+    """Time that passes only when a batch is drawn: `per_step` seconds a step, `later` after `after` steps."""
 
+    def __init__(self, trainer, per_step: float, later: float | None = None, after: int = 0) -> None:
+        self.now, self.steps = 0.0, 0
+        draw = trainer.state.loader.next_batch
+
+        def next_batch():
+            self.steps += 1
+            self.now += later if later is not None and self.steps > after else per_step
+            return draw()
+
+        trainer.clock = lambda: self.now
+        trainer.state.loader.next_batch = next_batch
+
+
+def test_a_time_budget_plans_its_steps_and_ends_with_the_schedule_at_its_end(tmp_path):
     from horseshoe.training.runlog import read_metrics
 
-    trainer = tiny_trainer(tmp_path, "train.minutes=0.05", "train.warmup_steps=4", "train.checkpoint_every=0")
-    started = time.perf_counter()
+    trainer = tiny_trainer(tmp_path, "train.minutes=0.02", "train.warmup_steps=4", "train.checkpoint_every=0")
+    FakeClock(trainer, per_step=0.1)
     result = trainer.fit()
-    took = time.perf_counter() - started
-    planned = trainer.state.planned_steps
-    assert result.stop_reason == "budget" and result.step == planned > 4  # more than the timed steps
-    assert took < 3.0 + 2.0  # the 3 s budget, plus the final checkpoint and log
+    # 4 timed steps of 0.1 s, then 85% of the 0.8 s left: 6 more steps, ending at 1.0 s of the 1.2 s budget.
+    assert trainer.state.planned_steps == 10 and result.step == 10 and result.stop_reason == "budget"
     last = read_metrics(tmp_path)[-1]
-    assert last["step"] == planned
-    assert last["lr"] == pytest.approx(learning_rate(planned - 1, 1e-3, 4, planned, "cosine"))  # decayed to its end
+    assert last["step"] == 10
+    assert last["lr"] == pytest.approx(learning_rate(9, 1e-3, 4, 10, "cosine"))  # decayed to its end
     state = checkpoint.load(checkpoint.latest(tmp_path), parts=()).state
-    assert state["planned_steps"] == planned  # a resume keeps the plan
-    resumed = tiny_trainer(tmp_path / "again", "train.minutes=0.05", "train.warmup_steps=4")
+    assert state["planned_steps"] == 10  # a resume keeps the plan
+    resumed = tiny_trainer(tmp_path / "again", "train.minutes=0.02", "train.warmup_steps=4")
     resumed.resume(tmp_path)
-    assert resumed.total_steps() == planned and resumed.fit().stop_reason == "nothing to do"
+    assert resumed.total_steps() == 10 and resumed.fit().stop_reason == "nothing to do"
+
+
+def test_a_time_budget_stops_at_its_deadline_when_steps_slow_down(tmp_path):
+    trainer = tiny_trainer(tmp_path, "train.minutes=0.02", "train.warmup_steps=4", "train.checkpoint_every=0")
+    FakeClock(trainer, per_step=0.1, later=0.3, after=4)
+    result = trainer.fit()
+    # Planned for 10 steps; at 0.3 s each after the 4th, the 1.2 s deadline passes during step 7.
+    assert trainer.state.planned_steps == 10 and result.step == 7 and result.stop_reason == "time"
+    assert checkpoint.latest(tmp_path).name == "step-00000007"  # and it ends with a checkpoint

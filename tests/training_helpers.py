@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+
+import torch
 
 from horseshoe.config import build_config
 
@@ -28,6 +32,29 @@ def tiny_trainer(run_dir: Path, *extra: str):
     from horseshoe.training.trainer import Trainer
 
     return Trainer(tiny_config(*extra), run_hooks(Path(run_dir), progress=False))
+
+
+def on_device(device: str) -> list[str]:
+    """Overrides that train on `device`; on CUDA also without cuDNN autotuning, which may pick other kernels
+    in another process (so a resumed run would not repeat a straight one bit for bit)."""
+    return [f"train.device={device!r}"] + (["train.cudnn_benchmark=false"] if device.startswith("cuda") else [])
+
+
+@contextlib.contextmanager
+def deterministic_kernels(device: str) -> Iterator[None]:
+    """On CUDA, deterministic cuDNN and cuBLAS kernels (gpu_check.sh sets CUBLAS_WORKSPACE_CONFIG); on a CPU,
+    nothing (its kernels already repeat bit for bit)."""
+    if not device.startswith("cuda"):
+        yield
+        return
+    previous = torch.backends.cudnn.deterministic, torch.are_deterministic_algorithms_enabled()
+    torch.backends.cudnn.deterministic = True
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.deterministic = previous[0]
+        torch.use_deterministic_algorithms(previous[1])
 
 
 def cli_args(*extra: str) -> list[str]:

@@ -40,7 +40,9 @@ class TrainConfig:
     steps, epochs or minutes is the budget. With minutes, the first steps are timed and the step
     count fixed so that warm-up, decay and EMA fit the time (and kept on resume). max_minutes, if
     set, also stops training (with a checkpoint) once that much wall time has passed, for jobs that
-    must end in time on slower machines.
+    must end in time on slower machines. precision: auto, bf16, fp16 (with a gradient scaler) or
+    fp32 (runtime.resolve_precision). tf32 and cudnn_benchmark are CUDA kernel settings
+    (runtime.setup_device); they change nothing elsewhere.
     """
 
     steps: int | None = 10_000
@@ -60,6 +62,8 @@ class TrainConfig:
     device: str = "auto"
     channels_last: bool = False
     compile: bool = False
+    tf32: bool = True
+    cudnn_benchmark: bool = True
     seed: int = 0
     log_every: int = 25
     sample_every: int = 0

@@ -12,7 +12,7 @@ from horseshoe import config as config_module
 from horseshoe.config import Config
 from horseshoe.diffusion import Denoiser
 from horseshoe.models import UNet
-from horseshoe.runtime import autocast, pick_device, resolve_precision
+from horseshoe.runtime import autocast, pick_device, resolve_precision, setup_device
 from horseshoe.sampling import SampleConfig, StepRecord, generate, get_sampler, initial_noise, iterate
 from horseshoe.training import checkpoint
 
@@ -57,7 +57,7 @@ class LoadedRun:
 
 
 def with_precision(model: torch.nn.Module, device: torch.device, precision: str):
-    """The network as a function that runs under the given precision (bf16 autocast or fp32)."""
+    """The network as a function that runs under the given precision (bf16 or fp16 autocast, or fp32)."""
 
     def network(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         with autocast(device, precision):
@@ -70,7 +70,8 @@ def load_run(path: str | Path, weights: str = "ema", device: str = "auto", preci
              sample_overrides: Sequence[str] = ()) -> LoadedRun:
     """Load a run directory (its latest checkpoint) or a checkpoint directory for sampling.
 
-    sample_overrides ('sample.key=value', as `--set`) change how this run samples, nothing else.
+    precision: auto, bf16, fp16 or fp32 (runtime.resolve_precision). sample_overrides
+    ('sample.key=value', as `--set`) change how this run samples, nothing else.
     """
     for text in sample_overrides:
         if not text.strip().startswith("sample."):
@@ -91,6 +92,7 @@ def load_run(path: str | Path, weights: str = "ema", device: str = "auto", preci
         first = str(error).strip().splitlines()[-1].strip()
         raise ValueError(f"checkpoint {str(found)!r} does not match its config: {first}") from None
     dev = pick_device(device)
+    setup_device(dev, config.train.tf32, config.train.cudnn_benchmark)
     model = model.to(dev).eval().requires_grad_(False)
     schedule = config.diffusion.make_schedule()
     precision = resolve_precision(precision, dev)

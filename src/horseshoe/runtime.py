@@ -1,4 +1,4 @@
-"""Where and how tensors run: device choice, mixed precision, allocator and thread settings."""
+"""Where and how tensors run: device choice, mixed precision, CUDA kernel settings, the allocator."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from collections.abc import Iterator
 import torch
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("auto", "bf16", "fp32")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+# The dtype each reduced precision autocasts to; fp32 runs without autocast.
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def check_seed(key: str, seed: int) -> None:
@@ -38,9 +40,10 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 def bf16_is_fast(device: torch.device) -> bool:
-    """Whether bf16 matmuls run natively here (CUDA Ampere+, or a CPU with AVX-512 BF16 / AMX)."""
+    """Whether bf16 matmuls run natively here (CUDA Ampere+, ROCm, or a CPU with AVX-512 BF16 / AMX)."""
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        # Not torch.cuda.is_bf16_supported(): it also says yes on a T4 or V100, which only emulate bf16.
+        return bool(torch.version.hip) or torch.cuda.get_device_capability(device)[0] >= 8
     if device.type == "cpu":
         return bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()) or bool(
             getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
@@ -49,22 +52,45 @@ def bf16_is_fast(device: torch.device) -> bool:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """'auto' becomes 'bf16' where bf16 is fast on this device, else 'fp32'."""
+    """'auto' becomes 'bf16' where bf16 is fast, else 'fp16' on CUDA (T4, V100: fp16 tensor cores), else 'fp32'.
+
+    On those GPUs fp16 runs on tensor cores, but its 5 exponent bits let small gradients underflow, so
+    training in it needs a gradient scaler (TrainState.scaler). A CPU without fast bf16 has no fast fp16.
+    """
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     if precision == "auto":
-        return "bf16" if bf16_is_fast(device) else "fp32"
+        if bf16_is_fast(device):
+            return "bf16"
+        return "fp16" if device.type == "cuda" else "fp32"
     return precision
 
 
 @contextlib.contextmanager
 def autocast(device: torch.device, precision: str) -> Iterator[None]:
-    """bf16 autocast for 'bf16' (weights and optimizer stay float32), nothing for 'fp32'."""
-    if precision == "bf16":
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
+    """bf16 or fp16 autocast (weights and optimizer stay float32), nothing for 'fp32'."""
+    if precision in AUTOCAST_DTYPES:
+        with torch.autocast(device_type=device.type, dtype=AUTOCAST_DTYPES[precision]):
             yield
     else:
         yield
+
+
+def setup_device(device: torch.device, tf32: bool = True, cudnn_benchmark: bool = True) -> dict[str, bool]:
+    """Apply the process-wide CUDA kernel settings (train.tf32, train.cudnn_benchmark); returns what was set.
+
+    tf32: float32 matmuls and convolutions on Ampere and newer run on tensor cores with a 10-bit
+    mantissa (what fp32 training on GPUs does in practice; PyTorch leaves it off for matmuls).
+    cudnn_benchmark: cuDNN times its convolution algorithms for each new input shape and keeps the
+    fastest (a training run has one shape). Both are the field's defaults on GPUs, not measured here
+    yet; neither touches a CPU or MPS run, so there nothing is set and {} is returned.
+    """
+    if device.type != "cuda":
+        return {}
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cudnn.benchmark = cudnn_benchmark
+    return {"tf32": tf32, "cudnn_benchmark": cudnn_benchmark}
 
 
 def keep_memory_mapped() -> bool:

@@ -14,6 +14,7 @@ from horseshoe.cli.common import (
     positive_int,
 )
 from horseshoe.config import Config, TrainConfig, from_dict
+from horseshoe.runtime import PRECISIONS
 from horseshoe.training import checkpoint
 
 
@@ -31,8 +32,8 @@ def register(subparsers) -> None:
     p.add_argument("--resume", nargs="?", const="latest", metavar="PATH",
                    help="continue from the run's latest checkpoint, or from PATH (a run or checkpoint directory)")
     p.add_argument("--device", help=f"auto, cpu, cuda, cuda:N or mps (default: {t.device}, train.device)")
-    p.add_argument("--precision", choices=["auto", "bf16", "fp32"],
-                   help=f"auto: bf16 where fast, else fp32 (default: {t.precision}, train.precision)")
+    p.add_argument("--precision", choices=PRECISIONS, help="fp16 trains with a gradient scaler; auto: bf16 where it "
+                   f"is fast, else fp16 on CUDA, else fp32 (default: {t.precision}, train.precision)")
     p.add_argument("--compile", action="store_true", help="torch.compile the network (slow to start, faster after)")
     p.add_argument("--eval-every", type=int, metavar="N", help="every N steps, a small evaluation (SWD, novelty) "
                    f"of the EMA weights logged to metrics.jsonl (default: {t.eval_every}, train.eval_every; 0 = off)")
@@ -80,4 +81,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"report: {out / 'index.html'} (samples.png, loss.png)")
     if result.nonfinite_skipped:
         print(f"skipped {result.nonfinite_skipped} steps with a non-finite loss")
+    if result.scaler_skipped:
+        print(f"the fp16 gradient scaler skipped {result.scaler_skipped} steps whose gradients overflowed")
     return 128 + done.stop_signal if done.stop_signal else 0  # 130 after Ctrl-C, 143 after SIGTERM, as shells do

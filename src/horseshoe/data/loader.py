@@ -38,7 +38,11 @@ def derived_generator(*keys: int) -> torch.Generator:
 
 @dataclass
 class BatchLoader:
-    """Endless float32 batches (B / W, C, H, W) in [-1, 1]; `position` is the next global batch."""
+    """Endless float32 batches (B / W, C, H, W) in [-1, 1]; `position` is the next global batch.
+
+    pin_memory (for a CUDA device) returns each batch in page-locked memory, so that its copy to the
+    GPU with non_blocking=True runs asynchronously instead of through a staging copy.
+    """
 
     dataset: Dataset
     config: DataConfig
@@ -47,6 +51,7 @@ class BatchLoader:
     rank: int = 0
     world_size: int = 1
     position: int = 0
+    pin_memory: bool = False
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -91,7 +96,7 @@ class BatchLoader:
             bits = hash_positions(self.seed, self.positions(k))
             images = apply_augmentation(images, augmentation_from_bits(bits, c.hflip, c.vflip, c.rot90))
         self.position += 1
-        return images
+        return images.pin_memory() if self.pin_memory else images
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         while True:

@@ -56,7 +56,7 @@ def loss_from_noise(
     else:
         target = process.v_target(schedule, x0, t, eps)
     out = network(x_t, t)
-    dtype = torch.promote_types(target.dtype, torch.float32)  # bf16 autocast output: compare in float32
+    dtype = torch.promote_types(target.dtype, torch.float32)  # bf16/fp16 autocast output: compare in float32
     per_example = (out.to(dtype) - target.to(dtype)).pow(2).mean(dim=tuple(range(1, x0.ndim)))
     if min_snr_gamma is not None:
         snr = schedule.snr().to(x0.device)[t].to(dtype)

@@ -8,6 +8,7 @@ not a crash a thousand steps later.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import torch
@@ -16,9 +17,12 @@ FORMAT = "horseshoe-checkpoint"  # state.json's "format"; anything else is not o
 VERSION = 1
 RNG_KEYS = ("torch", "noise")  # required in rng.safetensors; "cuda" is optional
 # Integer fields of state.json and of its "loader": name -> (least allowed value or None, required).
-STATE_INTS = {"step": (0, True), "images_seen": (0, True), "nonfinite_skipped": (0, False), "world_size": (1, False),
-              "planned_steps": (1, False)}
+STATE_INTS = {"step": (0, True), "images_seen": (0, True), "nonfinite_skipped": (0, False),
+              "scaler_skipped": (0, False), "world_size": (1, False), "planned_steps": (1, False)}
 LOADER_INTS = {"position": (0, True), "seed": (None, True), "batch_size": (1, True)}
+# state.json's optional "grad_scaler" (fp16 runs): torch.amp.GradScaler.state_dict(), checked field by field.
+SCALER_INTS = {"growth_interval": (1, True), "_growth_tracker": (0, True)}
+SCALER_FLOATS = {"scale": (0.0, math.inf), "growth_factor": (1.0, math.inf), "backoff_factor": (0.0, 1.0)}
 
 
 def _ints_problem(where: str, fields: dict, spec: dict[str, tuple[int | None, bool]]) -> str | None:
@@ -32,6 +36,20 @@ def _ints_problem(where: str, fields: dict, spec: dict[str, tuple[int | None, bo
             kind = "an integer" if least is None else f"an integer >= {least}"
             return f"{where} field {key!r} must be {kind}, not {json.dumps(value)[:40]}"
     return None
+
+
+def _scaler_problem(scaler: Any) -> str | None:
+    """What is wrong with state.json's "grad_scaler" object, or None."""
+    where = "state.json grad_scaler"
+    if not isinstance(scaler, dict):
+        return f"state.json field 'grad_scaler' must be an object, not {json.dumps(scaler)[:40]}"
+    for key, (low, high) in SCALER_FLOATS.items():  # open intervals: a scale of 0 or inf cannot resume
+        value = scaler.get(key)
+        if key not in scaler:
+            return f"{where} lacks field {key!r}"
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low < value < high:
+            return f"{where} field {key!r} must be a number in ({low:g}, {high:g}), not {json.dumps(value)[:40]}"
+    return _ints_problem(where, scaler, SCALER_INTS)
 
 
 def state_problem(state: Any, config: Any) -> str | None:
@@ -49,7 +67,8 @@ def state_problem(state: Any, config: Any) -> str | None:
     if not isinstance(config, dict):
         return f"config.json must hold an object, not {json.dumps(config)[:40]}"
     return _ints_problem("state.json", state, STATE_INTS) or (
-        _ints_problem("state.json loader", loader, LOADER_INTS) if "loader" in state else None)
+        _ints_problem("state.json loader", loader, LOADER_INTS) if "loader" in state else None) or (
+        _scaler_problem(state["grad_scaler"]) if "grad_scaler" in state else None)
 
 
 def rng_problem(rng: dict[str, torch.Tensor]) -> str | None:

@@ -33,7 +33,7 @@ class LogHook(Hook):
             self.log = RunLog(self.run_dir, tensorboard=trainer.config.train.tensorboard)
             self.log.write({"event": "start" if trainer.step == 0 else "resume", "step": trainer.step,
                             "device": str(trainer.device), "precision": trainer.precision,
-                            "processes": trainer.world.world_size})
+                            "processes": trainer.world.world_size, **trainer.device_settings})
         self.bar = tqdm(total=trainer.total_steps(), initial=trainer.step, disable=not (main and self.progress),
                         unit="step", dynamic_ncols=True)
 
@@ -56,7 +56,8 @@ class LogHook(Hook):
     def on_end(self, trainer: Trainer, result: TrainResult) -> None:
         if self.log:
             self.log.write({"event": "end", "reason": result.stop_reason, "step": result.step,
-                            "nonfinite_skipped": result.nonfinite_skipped, "seconds": result.seconds})
+                            "nonfinite_skipped": result.nonfinite_skipped, "scaler_skipped": result.scaler_skipped,
+                            "seconds": result.seconds})
 
     def close(self) -> None:
         if self.bar is not None:

@@ -13,13 +13,15 @@ from horseshoe.training.ema import EMA
 
 
 class TrainState:
-    """Model, EMA, AdamW, data position, random streams and counters; state_dict() / load_state_dict().
+    """Model, EMA, AdamW, gradient scaler, data position, random streams, counters; state_dict(), load_state_dict().
 
     The loader yields this process's share of each global batch of `micro_batch` images; `noise`
-    draws t and eps for the whole global batch, on the training device.
+    draws t and eps for the whole global batch, on the training device. The gradient scaler is on
+    for fp16 only (bf16 has float32's range; a disabled scaler passes everything through unchanged).
     """
 
-    def __init__(self, config: Config, device: torch.device, world: World, micro_batch: int) -> None:
+    def __init__(self, config: Config, device: torch.device, world: World, micro_batch: int,
+                 precision: str = "fp32") -> None:
         tc = config.train
         self.config, self.device = config, device
         torch.manual_seed(tc.seed)  # the same initial weights in every process
@@ -30,11 +32,12 @@ class TrainState:
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=tc.lr, betas=tc.betas,
                                            weight_decay=tc.weight_decay, fused=device.type in ("cpu", "cuda"))
         self.dataset = build_dataset(config.data)
-        self.loader = BatchLoader(self.dataset, config.data, micro_batch, seed=tc.seed,
-                                  rank=world.rank, world_size=world.world_size)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+        self.loader = BatchLoader(self.dataset, config.data, micro_batch, seed=tc.seed, rank=world.rank,
+                                  world_size=world.world_size, pin_memory=device.type == "cuda")
         self.noise = torch.Generator(device).manual_seed(tc.seed + 1)
         self.world_size = world.world_size
-        self.step, self.images_seen, self.nonfinite_skipped = 0, 0, 0
+        self.step, self.images_seen, self.nonfinite_skipped, self.scaler_skipped = 0, 0, 0, 0
         self.planned_steps: int | None = None  # a time budget's step count, once timed
 
     def state_dict(self) -> checkpoint.Checkpoint:
@@ -44,7 +47,10 @@ class TrainState:
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
         state = {"step": self.step, "images_seen": self.images_seen, "nonfinite_skipped": self.nonfinite_skipped,
-                 "loader": self.loader.state_dict(), "optimizer_groups": groups, "world_size": self.world_size}
+                 "scaler_skipped": self.scaler_skipped, "loader": self.loader.state_dict(),
+                 "optimizer_groups": groups, "world_size": self.world_size}
+        if self.scaler.is_enabled():  # a few numbers (scale, growth tracker): JSON, exact for float32 values
+            state["grad_scaler"] = self.scaler.state_dict()
         if self.planned_steps is not None:
             state["planned_steps"] = self.planned_steps
         tensors = {"model": self.model.state_dict(), "ema": self.ema.model.state_dict(), "optimizer": opt_tensors,
@@ -67,6 +73,8 @@ class TrainState:
             self.optimizer.load_state_dict(checkpoint.optimizer_from_tensors(
                 data.tensors["optimizer"], data.state["optimizer_groups"]))
             self.loader.load_state_dict(data.state["loader"])
+            if self.scaler.is_enabled() and "grad_scaler" in data.state:  # else (bf16 before): a fresh scale
+                self.scaler.load_state_dict(data.state["grad_scaler"])
             torch.set_rng_state(rng["torch"])
             self.noise.set_state(rng["noise"].to(self.noise.get_state().device))
             if "cuda" in rng and self.device.type == "cuda":
@@ -76,3 +84,4 @@ class TrainState:
         self.step, self.images_seen = int(data.state["step"]), int(data.state["images_seen"])
         self.nonfinite_skipped = int(data.state.get("nonfinite_skipped", 0))
         self.planned_steps = data.state.get("planned_steps")
+        self.scaler_skipped = int(data.state.get("scaler_skipped", 0))

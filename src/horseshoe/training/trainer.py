@@ -1,4 +1,5 @@
-"""The training loop: AdamW steps with warm-up, EMA, mixed precision, DDP, a clean stop, and hooks.
+"""The training loop: AdamW steps with warm-up, EMA, mixed precision (fp16 with a gradient scaler), DDP,
+a clean stop, and hooks.
 
 The loop knows nothing of files, pictures or metrics: logging, checkpoints, sample grids and
 evaluations are hooks (horseshoe.training.hooks, and those the CLI and the demo add).
@@ -21,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 from horseshoe.config import Config
 from horseshoe.diffusion import Denoiser
 from horseshoe.diffusion.objectives import draw_noise, loss_from_noise
-from horseshoe.runtime import autocast, pick_device, resolve_precision
+from horseshoe.runtime import autocast, pick_device, resolve_precision, setup_device
 from horseshoe.sampling import generate
 from horseshoe.training import checkpoint, distributed
 from horseshoe.training.state import TrainState
@@ -33,7 +34,8 @@ class NonFiniteLoss(RuntimeError):
 
 @dataclass(frozen=True)
 class StepResult:
-    """One optimizer step: its loss, and unless it was skipped (non-finite), lr and gradient norm."""
+    """One optimizer step: its loss, and unless it was skipped (non-finite loss, or fp16 overflow), lr and
+    gradient norm."""
 
     step: int
     loss: float
@@ -54,6 +56,7 @@ class TrainResult:
     seconds: float
     stop_reason: str  # 'budget', 'signal', 'time', or 'nothing to do' (already at the budget)
     nonfinite_skipped: int
+    scaler_skipped: int = 0  # fp16: steps whose gradients overflowed, skipped by the gradient scaler
 
     @property
     def interrupted(self) -> bool:
@@ -67,7 +70,7 @@ class Hook:
         """Before the first step of this call (after any resume)."""
 
     def on_step(self, trainer: Trainer, result: StepResult) -> None:
-        """After each optimizer step that was applied (skipped non-finite steps are not reported)."""
+        """After each optimizer step that was applied (skipped steps are not reported)."""
 
     def on_end(self, trainer: Trainer, result: TrainResult) -> None:
         """After the last step, on budget, time or signal (not after an error)."""
@@ -99,13 +102,14 @@ class Trainer:
         self.world = distributed.init(pick_device(tc.device))
         self.device = distributed.process_device(self.world, pick_device(tc.device))
         self.precision = resolve_precision(tc.precision, self.device)
+        self.device_settings = setup_device(self.device, tc.tf32, tc.cudnn_benchmark)
         per_step = tc.grad_accum * self.world.world_size
         if tc.batch_size % per_step:
             raise ValueError(f"train.batch_size {tc.batch_size} is not divisible by "
                              f"grad_accum x processes = {per_step}")
         self.micro_batch = tc.batch_size // tc.grad_accum  # global images per micro-step
         self.schedule = config.diffusion.make_schedule()
-        self.state = TrainState(config, self.device, self.world, self.micro_batch)
+        self.state = TrainState(config, self.device, self.world, self.micro_batch, self.precision)
         self.network = self.state.model
         if self.world.distributed:
             self.network = DistributedDataParallel(self.state.model, device_ids=[self.device.index]
@@ -113,6 +117,7 @@ class Trainer:
         if tc.compile:
             self.network = torch.compile(self.network)
         self._stop_signal: int | None = None
+        self.clock = time.perf_counter  # what step times and budgets are measured with (a test sets its own)
 
     @property
     def step(self) -> int:
@@ -137,14 +142,14 @@ class Trainer:
         """Train the first steps of a time budget, time them, and fix the step count that fits the rest.
 
         The timed steps lie inside the learning-rate warm-up, whose rate does not depend on the total.
-        A tenth of the time left is kept for checkpoints, evaluations and jitter.
+        15% of the time left is kept for logging, checkpoints, evaluations and jitter.
         """
         tc = self.config.train
         probe = max(3, min(8, tc.warmup_steps or 8))
         seconds = [self.train_step(total_steps=2**62).seconds for _ in range(probe)]
         per_step = float(distributed.mean(torch.tensor(statistics.median(seconds[1:])), self.world))  # 1st: warm-up
-        left = 60 * tc.minutes - (time.perf_counter() - started)
-        self.state.planned_steps = self.step + max(0, int(0.9 * left / per_step))
+        left = 60 * tc.minutes - (self.clock() - started)
+        self.state.planned_steps = self.step + max(0, int(0.85 * left / per_step))
         return self.state.planned_steps
 
     def resume(self, path: str | Path) -> Path:
@@ -164,8 +169,13 @@ class Trainer:
     # ---- one optimizer step ------------------------------------------------------------------
 
     def train_step(self, total_steps: int) -> StepResult:
-        """Accumulate gradients over the micro-batches, clip, step AdamW and the EMA."""
-        started, tc, d, st = time.perf_counter(), self.config.train, self.config.data, self.state
+        """Accumulate gradients over the micro-batches, clip, step AdamW and the EMA.
+
+        In fp16 the loss is multiplied by the gradient scaler's scale before backward (so that small
+        gradients do not underflow) and the gradients are divided by it again before clipping; a step
+        whose gradients overflowed is skipped and the scale halved (Micikevicius et al. 2018).
+        """
+        started, tc, d, st = self.clock(), self.config.train, self.config.data, self.state
         share = self.micro_batch // self.world.world_size
         # Noise for the whole global batch, of which each micro-step and process takes its rows: the
         # same draws for any grad_accum and any number of processes.
@@ -181,26 +191,34 @@ class Trainer:
             with (self.network.no_sync() if sync else contextlib.nullcontext()), autocast(self.device, self.precision):
                 loss = loss_from_noise(self.network, self.schedule, x0, t_all[rows], eps_all[rows],
                                        self.config.diffusion.prediction, self.config.diffusion.min_snr_gamma)
-            (loss / tc.grad_accum).backward()
+            st.scaler.scale(loss / tc.grad_accum).backward()  # a disabled scaler (not fp16) returns its input
             loss_sum += loss.detach() / tc.grad_accum
         loss_value = float(distributed.mean(loss_sum, self.world))
+        st.scaler.unscale_(st.optimizer)
         grad_norm = float(torch.nn.utils.clip_grad_norm_(st.model.parameters(), tc.grad_clip or float("inf")))
-        if not math.isfinite(loss_value) or not math.isfinite(grad_norm):
+        # With the scaler on, infinite gradients after a finite loss are its business (an overflow), not an error.
+        if not math.isfinite(loss_value) or (not math.isfinite(grad_norm) and not st.scaler.is_enabled()):
             st.optimizer.zero_grad(set_to_none=True)
+            st.scaler.update()  # forget this step's unscaling (and back off the scale)
             if not tc.skip_nonfinite:
                 raise NonFiniteLoss(f"loss became {loss_value} at step {st.step + 1} "
                                     f"(--set train.skip_nonfinite=true skips such steps)")
             st.nonfinite_skipped += 1
-            return StepResult(st.step, loss_value, time.perf_counter() - started, skipped=True)
+            return StepResult(st.step, loss_value, self.clock() - started, skipped=True)
         lr = learning_rate(st.step, tc.lr, tc.warmup_steps, total_steps, tc.lr_schedule)
         for group in st.optimizer.param_groups:
             group["lr"] = lr
-        st.optimizer.step()
+        scale = st.scaler.get_scale()
+        st.scaler.step(st.optimizer)  # skips AdamW's update when unscale_ found inf or nan gradients
+        st.scaler.update()
         st.optimizer.zero_grad(set_to_none=True)
+        if st.scaler.get_scale() < scale:  # the scale backs off exactly when the gradients overflowed
+            st.scaler_skipped += 1
+            return StepResult(st.step, loss_value, self.clock() - started, skipped=True)
         st.step += 1
         st.images_seen += tc.batch_size
         st.ema.update(st.model, tc.batch_size, st.images_seen)
-        return StepResult(st.step, loss_value, time.perf_counter() - started, lr, grad_norm)
+        return StepResult(st.step, loss_value, self.clock() - started, lr, grad_norm)
 
     def ema_samples(self, count: int, progress: str | None = None) -> torch.Tensor:
         """`count` samples from the EMA weights with the run's sampler settings and seed."""
@@ -240,13 +258,14 @@ class Trainer:
     def fit(self) -> TrainResult:
         """Train to the step budget (or until SIGINT/SIGTERM, train.max_minutes or the end of train.minutes),
         calling the hooks."""
-        started, first_step = time.perf_counter(), self.step
+        started, first_step = self.clock(), self.step
         if self.config.train.minutes is not None and self.state.planned_steps is None:
             self.state.model.train()
             self.plan_time_budget(started)
         total = self.total_steps()
         if first_step >= total:
-            return TrainResult(self.step, 0, math.nan, 0.0, 0.0, "nothing to do", self.state.nonfinite_skipped)
+            return TrainResult(self.step, 0, math.nan, 0.0, 0.0, "nothing to do", self.state.nonfinite_skipped,
+                               self.state.scaler_skipped)
         self.state.model.train()
         try:
             return self._loop(total, started, first_step)
@@ -268,18 +287,19 @@ class Trainer:
                     continue
                 for hook in self.hooks:
                     hook.on_step(self, step)
-                out_of_time = time.perf_counter() - start > deadline
+                out_of_time = self.clock() - start > deadline
                 if out_of_time and stop_reason == "budget":
                     stop_reason = "time"
                 if distributed.any_true(self._stop_signal is not None or out_of_time, self.world, self.device):
                     break
             if self._stop_signal is not None:
                 stop_reason = "signal"
-            seconds = time.perf_counter() - start
+            seconds = self.clock() - start
             result = TrainResult(step=self.step, steps_trained=self.step - start_step, loss=last_loss,
                                  images_per_sec=(self.step - start_step) * tc.batch_size / max(seconds, 1e-9),
                                  seconds=seconds, stop_reason=stop_reason,
-                                 nonfinite_skipped=self.state.nonfinite_skipped)
+                                 nonfinite_skipped=self.state.nonfinite_skipped,
+                                 scaler_skipped=self.state.scaler_skipped)
             for hook in self.hooks:  # inside the handler: a Ctrl-C while the last checkpoint is written waits
                 hook.on_end(self, result)
         return result
