@@ -6,12 +6,12 @@ import argparse
 import sys
 
 import horseshoe
-from horseshoe.cli import data_cmd, demo_cmd, evaluate_cmd, pictures_cmd, sample_cmd, train_cmd
+from horseshoe.cli import data_cmd, demo_cmd, edit_cmd, evaluate_cmd, pictures_cmd, sample_cmd, train_cmd
 from horseshoe.cli.common import Parser
 from horseshoe.runtime import keep_memory_mapped
 from horseshoe.training.trainer import NonFiniteLoss
 
-COMMANDS = (demo_cmd, train_cmd, sample_cmd, evaluate_cmd, pictures_cmd, data_cmd)
+COMMANDS = (demo_cmd, train_cmd, sample_cmd, edit_cmd, evaluate_cmd, pictures_cmd, data_cmd)
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
 
 

@@ -19,7 +19,7 @@ import torch
 
 from horseshoe.diffusion.denoiser import Denoiser
 from horseshoe.diffusion.process import q_sample
-from horseshoe.sampling import Steps, get_sampler, sample, slerp
+from horseshoe.sampling import Steps, get_sampler, slerp
 from horseshoe.sampling.config import SampleConfig
 from horseshoe.sampling.ddim import ddim, ddim_invert
 from horseshoe.sampling.record import StepRecord
@@ -70,15 +70,6 @@ def finish(records: Iterable[StepRecord], x: torch.Tensor) -> torch.Tensor:
     for record in records:
         x = record.x_prev
     return x
-
-
-def renumber(*runs: Iterable[StepRecord]) -> Iterator[StepRecord]:
-    """The records of several runs as one, indexed 0, 1, ... (for one GIF of a round trip)."""
-    index = 0
-    for records in runs:
-        for record in records:
-            yield dataclasses.replace(record, index=index)
-            index += 1
 
 
 def _randn(like: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -180,10 +171,28 @@ def regenerate(denoiser: Denoiser, x_T: torch.Tensor, config: SampleConfig) -> I
     return ddim(denoiser, x_T, inversion_config(config), torch.Generator(x_T.device))
 
 
+def round_trip_records(denoiser: Denoiser, x0: torch.Tensor, config: SampleConfig) -> Iterator[StepRecord]:
+    """`invert` then `regenerate` as one run of 2N records, indexed 0..2N-1 (one GIF: image, noise, image).
+
+    Record N-1's x_prev is the noise x_T; the last record's x_prev is the regenerated image.
+    """
+    x_T = x0
+    for record in invert(denoiser, x0, config):
+        x_T = record.x_prev
+        yield record
+    n = record.index + 1
+    for record in regenerate(denoiser, x_T, config):
+        yield dataclasses.replace(record, index=n + record.index)
+
+
 def round_trip(denoiser: Denoiser, x0: torch.Tensor, config: SampleConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """(x_T, the image regenerated from it); their gap is the inversion's error (the eps(x_r, t) ~ eps(x_t, t) step)."""
-    x_T = finish(invert(denoiser, x0, config), x0)
-    return x_T, sample(denoiser, x_T, inversion_config(config), torch.Generator(x_T.device))
+    n = len(sampler_timesteps(denoiser.schedule, config))
+    x_T = back = x0
+    for record in round_trip_records(denoiser, x0, config):
+        x_T = record.x_prev if record.index == n - 1 else x_T
+        back = record.x_prev
+    return x_T, back
 
 
 def slerp_path(z0: torch.Tensor, z1: torch.Tensor, count: int) -> torch.Tensor:
