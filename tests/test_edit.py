@@ -184,11 +184,14 @@ def test_sdedit_starts_at_the_position_strength_names_and_follows_the_ode_from_t
     assert (records[-1].x_prev - expected).abs().max().item() < 6e-3
 
 
-def test_sdedit_rejects_strength_outside_zero_one():
+def test_bad_strength_and_resample_fail_at_the_call():
     schedule = make_schedule("cosine", 100)
     with pytest.raises(ValueError, match=r"strength must lie in \[0, 1\], got 1.5"):
-        list(sdedit(gaussian_denoiser(schedule, MU, 1.0), torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 2),
-                    plain("ddim", steps=5), torch.Generator(), 1.5))
+        sdedit(gaussian_denoiser(schedule, MU, 1.0), torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 2),
+               plain("ddim", steps=5), torch.Generator(), 1.5)  # at the call, before any step
+    with pytest.raises(ValueError, match="resample must be a positive integer, got 0"):
+        repaint(gaussian_denoiser(schedule, MU, 1.0), torch.zeros(1, 1, 2, 2), torch.ones(1, 1, 2, 2),
+                torch.zeros(1, 1, 2, 2), plain("ddim", steps=5), torch.Generator(), 0)
 
 
 def test_ddim_round_trip_error_shrinks_with_the_step_count():

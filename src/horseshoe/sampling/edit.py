@@ -81,7 +81,6 @@ def repaint_length(denoiser: Denoiser, config: SampleConfig, resample: int) -> i
     return (len(sampler_timesteps(denoiser.schedule, config)) - 1) * resample + 1
 
 
-@torch.no_grad()
 def repaint(denoiser: Denoiser, x0: torch.Tensor, mask: torch.Tensor, x_T: torch.Tensor, config: SampleConfig,
             generator: torch.Generator, resample: int = 1) -> Iterator[StepRecord]:
     """Inpainting by RePaint's Algorithm 1 (Lugmayr et al. 2022) on config.sampler's own steps.
@@ -96,8 +95,14 @@ def repaint(denoiser: Denoiser, x0: torch.Tensor, mask: torch.Tensor, x_T: torch
     The kept pixels of the final image are x0's exactly. Each jump restarts the sampler at t, so a
     multistep solver takes a first-order step there (its history belongs to the pre-jump path).
     """
-    if resample < 1:
+    if isinstance(resample, bool) or not isinstance(resample, int) or resample < 1:
         raise ValueError(f"resample must be a positive integer, got {resample}")
+    return _repaint(denoiser, x0, mask, x_T, config, generator, resample)
+
+
+@torch.no_grad()
+def _repaint(denoiser: Denoiser, x0: torch.Tensor, mask: torch.Tensor, x_T: torch.Tensor, config: SampleConfig,
+             generator: torch.Generator, resample: int) -> Iterator[StepRecord]:
     schedule = denoiser.schedule
     timesteps = sampler_timesteps(schedule, config)
     sampler = get_sampler(config.sampler)
@@ -133,7 +138,6 @@ def sdedit_start(num_steps: int, strength: float) -> int:
     return num_steps - left
 
 
-@torch.no_grad()
 def sdedit(denoiser: Denoiser, x0: torch.Tensor, eps: torch.Tensor, config: SampleConfig,
            generator: torch.Generator, strength: float) -> Iterator[StepRecord]:
     """SDEdit (Meng et al. 2022): noise x0 to the level `strength` names, then run config.sampler from there.
@@ -145,12 +149,11 @@ def sdedit(denoiser: Denoiser, x0: torch.Tensor, eps: torch.Tensor, config: Samp
     returns x0 unchanged (see `finish`).
     """
     timesteps = sampler_timesteps(denoiser.schedule, config)
-    k = sdedit_start(len(timesteps), strength)
+    k = sdedit_start(len(timesteps), strength)  # errors now, not at the first step
     if k == len(timesteps):
-        return
-    x0 = x0.to(eps)
-    x_t = eps if k == 0 else q_sample(denoiser.schedule, x0.expand_as(eps), timesteps[k], eps)
-    yield from get_sampler(config.sampler)(denoiser, x_t, config, generator, start=k)
+        return iter(())
+    x_t = eps if k == 0 else q_sample(denoiser.schedule, x0.to(eps).expand_as(eps), timesteps[k], eps)
+    return get_sampler(config.sampler)(denoiser, x_t, config, generator, start=k)
 
 
 def inversion_config(config: SampleConfig) -> SampleConfig:
