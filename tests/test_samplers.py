@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from oracles import gaussian_denoiser, ode_endpoint, plain
+from oracles import gaussian_denoiser, ode_endpoint, one_point_denoiser, plain
 
 from horseshoe.diffusion import Denoiser, make_schedule
 from horseshoe.sampling import (
@@ -19,13 +19,6 @@ from horseshoe.sampling.config import SPACINGS
 from horseshoe.sampling.timesteps import karras_timesteps, usable_steps
 
 MU, S = 0.3, 0.5
-
-
-def one_point_denoiser(schedule, point):
-    """The exact eps predictor for data that is the single point `point`."""
-    abar = schedule.alpha_bars
-    return Denoiser(lambda x, t: (x - abar[t].sqrt().view(-1, 1, 1, 1) * point)
-                    / (1 - abar[t]).sqrt().view(-1, 1, 1, 1), schedule, "eps")
 
 
 def draw(n, seed=0):

@@ -1,4 +1,8 @@
-"""Open a trained run: rebuild the network from the config saved with a checkpoint, load its weights."""
+"""Open a trained run: rebuild the network from the config saved with a checkpoint, load its weights.
+
+A LoadedRun samples (generate, records) and edits real images (inpaint, edit, invert), the images
+and masks fitted like its training data (see horseshoe.sampling.edit for the maths).
+"""
 
 from __future__ import annotations
 
@@ -7,16 +11,41 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from PIL import Image, ImageOps
 
 from horseshoe import config as config_module
 from horseshoe.config import Config
+from horseshoe.data import DataConfig
+from horseshoe.data.folder import load_image
+from horseshoe.data.transforms import parse_colour, to_model_range
 from horseshoe.diffusion import Denoiser
 from horseshoe.models import UNet
 from horseshoe.runtime import autocast, pick_device, resolve_precision, setup_device
 from horseshoe.sampling import SampleConfig, StepRecord, generate, get_sampler, initial_noise, iterate
+from horseshoe.sampling.edit import MASKS, builtin_mask, repaint, round_trip, sdedit
 from horseshoe.training import checkpoint
 
 WEIGHTS = ("ema", "model")
+ImageInput = str | Path | torch.Tensor  # a file, or images (N, C, H, W) in [-1, 1] already at the run's shape
+
+
+@dataclass(frozen=True)
+class Inversion:
+    """A DDIM inversion round trip: the images, the noise x_T they invert to, and the images made from it."""
+
+    images: torch.Tensor
+    noise: torch.Tensor
+    regenerated: torch.Tensor
+
+    @property
+    def rmse(self) -> float:
+        """Root mean square gap between the images and their regeneration, in model units ([-1, 1])."""
+        return float((self.regenerated - self.images).float().pow(2).mean().sqrt())
+
+    @property
+    def max_error(self) -> float:
+        """The largest gap of one pixel, in model units."""
+        return float((self.regenerated - self.images).abs().max())
 
 @dataclass
 class LoadedRun:
@@ -54,6 +83,108 @@ class LoadedRun:
             x_T = initial_noise((count, *self.image_shape), torch.Generator().manual_seed(seed))
         generator = torch.Generator(self.device).manual_seed(seed + 1)
         return iterate(self.denoiser, x_T.to(self.device), config, generator)
+
+    def load_image(self, image: ImageInput) -> torch.Tensor:
+        """An image file fitted like the training data (size, channels, fit, background): (1, C, H, W) in [-1, 1]."""
+        if isinstance(image, torch.Tensor):
+            return _check_shape(image, self.image_shape).to(self.device)
+        return fitted_image(image, self.config.data).to(self.device)
+
+    def load_mask(self, mask: str | Path | torch.Tensor, image: ImageInput | None = None) -> torch.Tensor:
+        """A mask (1, 1, H, W), 1 = to generate: a name in MASKS, or a file (white = generate) fitted like the data.
+
+        A mask file must have the size of the image file it goes with, so that both fit the same way.
+        """
+        if isinstance(mask, torch.Tensor):
+            return mask.to(self.device)
+        image_file = None if isinstance(image, torch.Tensor) else image
+        return fitted_mask(mask, image_file, self.config.data).to(self.device)
+
+    def inpaint(self, image: ImageInput, mask: str | Path | torch.Tensor, config: SampleConfig | None = None,
+                count: int = 8, seed: int = 0, resample: int = 5) -> Iterator[StepRecord]:
+        """`count` fillings of the masked region of one image (RePaint), as the step records of one batch.
+
+        The last record's x_prev holds the results; the kept pixels are the image's exactly. resample:
+        RePaint's U, each step taken U times (README, "Edit with a trained model", for why 5).
+        """
+        x0, m = self.load_image(image), self.load_mask(mask, image)
+        x_T = initial_noise((count, *self.image_shape), torch.Generator().manual_seed(seed)).to(self.device)
+        generator = torch.Generator(self.device).manual_seed(seed + 1)
+        return repaint(self.denoiser, x0, m, x_T, config or self.sampler(), generator, resample)
+
+    def edit(self, image: ImageInput, strength: float, config: SampleConfig | None = None, count: int = 8,
+             seed: int = 0) -> Iterator[StepRecord]:
+        """`count` SDEdit variations of one image at strength in (0, 1], as the step records of one batch.
+
+        Strength 1 is `records` with the same seed: the image is forgotten.
+        """
+        if not 0 < strength <= 1:
+            raise ValueError(f"--strength must lie in (0, 1], got {strength} (0 keeps the image, 1 forgets it)")
+        x0 = self.load_image(image)
+        eps = initial_noise((count, *self.image_shape), torch.Generator().manual_seed(seed)).to(self.device)
+        generator = torch.Generator(self.device).manual_seed(seed + 1)
+        return sdedit(self.denoiser, x0, eps, config or self.sampler(), generator, strength)
+
+    def invert(self, image: ImageInput, config: SampleConfig | None = None) -> Inversion:
+        """DDIM inversion of images to noise and back, on config's timesteps (default: the run's, 50 steps)."""
+        x0 = self.load_image(image)
+        noise, regenerated = round_trip(self.denoiser, x0, config or self.sampler("ddim", 50))
+        return Inversion(images=x0.float().cpu(), noise=noise.float().cpu(), regenerated=regenerated.float().cpu())
+
+
+def _check_shape(images: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
+    if images.ndim != 4 or tuple(images.shape[1:]) != shape:
+        raise ValueError(f"images must be (N, {', '.join(map(str, shape))}), got {tuple(images.shape)}")
+    return images
+
+
+def _file(path: str | Path, flag: str) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{flag} {str(path)!r} does not exist")
+    if not path.is_file():
+        raise IsADirectoryError(f"{flag} {str(path)!r} is not a file")
+    return path
+
+
+def fitted_image(path: str | Path, data: DataConfig) -> torch.Tensor:
+    """--image: one file, converted and fitted as training images are: (1, C, H, W) in [-1, 1]."""
+    path = _file(path, "--image")
+    try:
+        array, _ = load_image(path, (data.height, data.width), data.channels, data.fit, parse_colour(data.background))
+    except ValueError as error:
+        raise ValueError(f"--image: {error}") from None
+    return to_model_range(array[None].copy())  # PIL arrays are read-only
+
+
+def _oriented_size(path: Path, flag: str) -> tuple[int, int]:
+    try:
+        with Image.open(path) as image:
+            return ImageOps.exif_transpose(image).size
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ValueError(f"{flag}: cannot read image {str(path)!r}: {error}") from None
+
+
+def fitted_mask(mask: str | Path, image: str | Path | None, data: DataConfig) -> torch.Tensor:
+    """--mask: a name in MASKS, or a file of the image's size (white = to generate) fitted like it: (1, 1, H, W)."""
+    if str(mask) in MASKS:
+        return builtin_mask(str(mask), data.height, data.width)
+    if not Path(mask).exists():
+        raise FileNotFoundError(f"--mask {str(mask)!r} is neither a file nor one of {', '.join(MASKS)}")
+    path = _file(mask, "--mask")
+    size = _oriented_size(path, "--mask")
+    if image is not None and size != (expected := _oriented_size(Path(image), "--image")):
+        raise ValueError(f"--mask {str(path)!r} is {size[0]}x{size[1]} pixels but --image {str(image)!r} is "
+                         f"{expected[0]}x{expected[1]}: draw the mask at the image's size")
+    try:  # greyscale, transparency as black (kept); fitted like the image, then cut at half grey
+        array, _ = load_image(path, (data.height, data.width), 1, data.fit, (0, 0, 0))
+    except ValueError as error:
+        raise ValueError(f"--mask: {error}") from None
+    bits = torch.from_numpy(array[..., 0] >= 128).float()[None, None]
+    if not bits.any():
+        raise ValueError(f"--mask {str(path)!r} marks no pixel to generate at the run's {data.height}x{data.width} "
+                         "(white = generate, black = keep)")
+    return bits
 
 
 def with_precision(model: torch.nn.Module, device: torch.device, precision: str):

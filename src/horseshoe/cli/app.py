@@ -12,6 +12,7 @@ from horseshoe.cli import (
     config_cmd,
     data_cmd,
     demo_cmd,
+    edit_cmd,
     evaluate_cmd,
     export_cmd,
     pictures_cmd,
@@ -22,7 +23,8 @@ from horseshoe.cli.common import Parser
 from horseshoe.runtime import keep_memory_mapped
 from horseshoe.training.trainer import NonFiniteLoss
 
-COMMANDS = (demo_cmd, train_cmd, sample_cmd, evaluate_cmd, pictures_cmd, data_cmd, config_cmd, export_cmd)
+COMMANDS = (demo_cmd, train_cmd, sample_cmd, edit_cmd, evaluate_cmd, pictures_cmd, data_cmd, config_cmd,
+            export_cmd)
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
 
 

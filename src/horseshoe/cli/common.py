@@ -35,8 +35,10 @@ def add_command(subparsers, name: str, help: str, example: str) -> argparse.Argu
                                  formatter_class=HelpFormatter)
 
 
-def add_sampler_options(parser: argparse.ArgumentParser, steps_help: str = "the run's sample.steps") -> None:
-    """--sampler, --steps, --eta, --spacing, --seed, --weights, --device, --batch-size, --set."""
+def add_sampler_options(parser: argparse.ArgumentParser, steps_help: str = "the run's sample.steps",
+                        batch_size: bool = True) -> None:
+    """--sampler, --steps, --eta, --spacing, --seed, --weights, --device, --batch-size (unless the command
+    runs one batch), --set."""
     from horseshoe.sampling import SAMPLERS
 
     parser.add_argument("--sampler", help=f"one of {', '.join(SAMPLERS)} (default: the run's sample.sampler)")
@@ -47,7 +49,8 @@ def add_sampler_options(parser: argparse.ArgumentParser, steps_help: str = "the 
     parser.add_argument("--seed", type=int, default=0, help="seed of the initial noise")
     parser.add_argument("--weights", default="ema", help="'ema' (averaged) or 'model' (raw) weights")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    parser.add_argument("--batch-size", type=positive_int, default=64, help="images per network call (memory)")
+    if batch_size:
+        parser.add_argument("--batch-size", type=positive_int, default=64, help="images per network call (memory)")
     add_sample_set_option(parser)
 
 

@@ -1,10 +1,9 @@
-"""`horseshoe sample` and `horseshoe interpolate`."""
+"""`horseshoe sample` and `horseshoe interpolate` (between seeds, or between real images through DDIM inversion)."""
 
 from __future__ import annotations
 
 import argparse
 
-import numpy as np
 import torch
 
 from horseshoe.cli.common import (
@@ -17,7 +16,8 @@ from horseshoe.cli.common import (
 )
 from horseshoe.data.transforms import to_uint8
 from horseshoe.runs import load_run
-from horseshoe.sampling import initial_noise, slerp
+from horseshoe.sampling import initial_noise
+from horseshoe.sampling.edit import finish, inversion_config, invert, slerp_path
 from horseshoe.viz.gif import save_gif
 from horseshoe.viz.grid import display_scale, make_grid, save_png, save_samples
 
@@ -33,10 +33,14 @@ def register(subparsers) -> None:
     add_sampler_options(p)
     p.set_defaults(run_command=run_sample)
 
-    p = add_command(subparsers, "interpolate", "spherical interpolation between two noise seeds, through DDIM",
+    p = add_command(subparsers, "interpolate",
+                    "spherical interpolation between two noise seeds, or two images' inverted noises, through DDIM",
                     "horseshoe interpolate runs/demo --seeds 3 7 --count 10 --gif")
     p.add_argument("run", help="run directory or checkpoint directory")
-    p.add_argument("--seeds", type=int, nargs=2, default=[0, 1], metavar=("A", "B"), help="the two noise seeds")
+    ends = p.add_mutually_exclusive_group()
+    ends.add_argument("--seeds", type=int, nargs=2, metavar=("A", "B"), help="the two noise seeds (default: 0 1)")
+    ends.add_argument("--images", nargs=2, metavar=("A", "B"),
+                      help="two images: their DDIM-inverted noises are the ends (see `horseshoe invert`)")
     p.add_argument("--count", type=positive_int, default=10, help="images along the path, ends included")
     p.add_argument("--steps", type=positive_int, default=50, help="deterministic DDIM steps")
     p.add_argument("--gif", action="store_true", help="also write a back-and-forth GIF")
@@ -64,11 +68,15 @@ def run_interpolate(args: argparse.Namespace) -> int:
     run = load_run(args.run, weights=args.weights, device=args.device, sample_overrides=args.overrides)
     if args.count < 2:
         raise ValueError(f"--count must be at least 2 for an interpolation, got {args.count}")
-    shape = (1, *run.image_shape)
-    z0, z1 = (initial_noise(shape, torch.Generator().manual_seed(s)) for s in args.seeds)
-    x_T = torch.cat([slerp(z0, z1, a) for a in np.linspace(0, 1, args.count)])
-    config = run.sampler("ddim", args.steps, eta=0.0)
-    *_, last = run.records(config, args.count, x_T=x_T)
+    if args.images:  # the noises that regenerate the images, and the exact way back (horseshoe invert)
+        config = inversion_config(run.sampler("ddim", args.steps))
+        images = torch.cat([run.load_image(path) for path in args.images])
+        z0, z1 = finish(invert(run.denoiser, images, config), images).float().cpu().split(1)
+    else:
+        config = run.sampler("ddim", args.steps, eta=0.0)
+        shape = (1, *run.image_shape)
+        z0, z1 = (initial_noise(shape, torch.Generator().manual_seed(s)) for s in args.seeds or (0, 1))
+    *_, last = run.records(config, args.count, x_T=slerp_path(z0, z1, args.count))
     images = to_uint8(last.x_prev.float().cpu())
     scale = display_scale(images.shape[1])
     path = save_png(make_grid(images, columns=args.count, scale=scale), output_file(args.out))

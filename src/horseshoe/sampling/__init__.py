@@ -1,15 +1,19 @@
 """Samplers: plain generator functions with one signature, each yielding a StepRecord per step.
 
-    sampler(denoiser, x_T, config: SampleConfig, generator) -> Iterator[StepRecord]
+    sampler(denoiser, x_T, config: SampleConfig, generator, start=0) -> Steps
 
 ``iterate`` runs the one config.sampler names, ``sample`` runs it to the end; grids and GIFs
-iterate the same generators.
+iterate the same generators. Two extras let edits (sampling/edit.py) drive any sampler: ``start``
+begins at that position of the sampler's timesteps (x_T is then the sample at that level), and a
+tensor sent into the generator (``steps.send(x)``) replaces the last step's x_prev as the next
+step's input; a plain ``for`` loop sends nothing.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Generator, Iterator
+from typing import Protocol
 
 import torch
 
@@ -21,7 +25,15 @@ from horseshoe.sampling.dpm_solver import dpmpp_2m, dpmpp_2m_sde
 from horseshoe.sampling.record import StepRecord
 from horseshoe.sampling.timesteps import make_timesteps, sampler_timesteps
 
-Sampler = Callable[[Denoiser, torch.Tensor, SampleConfig, torch.Generator], Iterator[StepRecord]]
+Steps = Generator[StepRecord, torch.Tensor | None, None]  # yields records; send() replaces x_prev
+
+
+class Sampler(Protocol):
+    """The one signature every sampler has (see the module docstring)."""
+
+    def __call__(self, denoiser: Denoiser, x_T: torch.Tensor, config: SampleConfig, generator: torch.Generator,
+                 start: int = 0) -> Steps: ...
+
 
 SAMPLERS: dict[str, Sampler] = {
     "ddpm": ddpm,
@@ -111,6 +123,7 @@ __all__ = [
     "SampleConfig",
     "StepRecord",
     "Sampler",
+    "Steps",
     "ddim_invert",
     "get_sampler",
     "initial_noise",

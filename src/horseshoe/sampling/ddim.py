@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 import torch
 
@@ -14,8 +14,8 @@ from horseshoe.sampling.timesteps import sampler_timesteps
 
 @torch.no_grad()
 def ddim(
-    denoiser: Denoiser, x_T: torch.Tensor, config: SampleConfig, generator: torch.Generator
-) -> Iterator[StepRecord]:
+    denoiser: Denoiser, x_T: torch.Tensor, config: SampleConfig, generator: torch.Generator, start: int = 0
+) -> Generator[StepRecord, torch.Tensor | None, None]:
     """Generalised DDIM step from t to the next visited timestep s (s = -1 after the last).
 
     Notation: abar_t, abar_s   signal fractions at t and s (abar_{-1} = 1)
@@ -26,7 +26,8 @@ def ddim(
     """
     timesteps = sampler_timesteps(denoiser.schedule, config)
     x = x_T
-    for i, t in enumerate(timesteps):
+    for i in range(start, len(timesteps)):
+        t = timesteps[i]
         s = timesteps[i + 1] if i + 1 < len(timesteps) else -1
         abar_t, abar_s = denoiser.schedule.alpha_bar(t), denoiser.schedule.alpha_bar(s)
         pred = denoiser(x, t, clip_x0=config.clip_x0)
@@ -34,8 +35,8 @@ def ddim(
         x_prev = abar_s**0.5 * pred.x0 + max(1 - abar_s - sigma**2, 0.0) ** 0.5 * pred.eps
         if sigma > 0:
             x_prev = x_prev + sigma * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        yield StepRecord(index=i, t=t, x_t=x, x0_hat=pred.x0, x_prev=x_prev)
-        x = x_prev
+        sent = yield StepRecord(index=i - start, t=t, x_t=x, x0_hat=pred.x0, x_prev=x_prev)
+        x = x_prev if sent is None else sent
 
 
 @torch.no_grad()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator
 
 import torch
 
@@ -25,8 +25,8 @@ def respace(schedule: NoiseSchedule, timesteps: list[int]) -> NoiseSchedule:
 
 @torch.no_grad()
 def ddpm(
-    denoiser: Denoiser, x_T: torch.Tensor, config: SampleConfig, generator: torch.Generator
-) -> Iterator[StepRecord]:
+    denoiser: Denoiser, x_T: torch.Tensor, config: SampleConfig, generator: torch.Generator, start: int = 0
+) -> Generator[StepRecord, torch.Tensor | None, None]:
     """x_{t-1} = mu_tilde(x_t, x0_hat) + sigma_t z, z = 0 on the last step.
 
     mu_tilde is the posterior mean of Eq. 7 with x0 replaced by the prediction; with the eps
@@ -36,7 +36,8 @@ def ddpm(
     timesteps = sampler_timesteps(denoiser.schedule, config)
     spaced = respace(denoiser.schedule, timesteps)
     x = x_T
-    for i, t in enumerate(timesteps):
+    for i in range(start, len(timesteps)):
+        t = timesteps[i]
         k = len(timesteps) - 1 - i  # index of t in the respaced schedule
         pred = denoiser(x, t, clip_x0=config.clip_x0)
         mean, variance = q_posterior_mean_variance(spaced, pred.x0, x, k)
@@ -47,5 +48,5 @@ def ddpm(
             x_prev = mean + variance.sqrt() * z
         else:
             x_prev = mean  # Algorithm 2: z = 0 at the last step
-        yield StepRecord(index=i, t=t, x_t=x, x0_hat=pred.x0, x_prev=x_prev)
-        x = x_prev
+        sent = yield StepRecord(index=i - start, t=t, x_t=x, x0_hat=pred.x0, x_prev=x_prev)
+        x = x_prev if sent is None else sent

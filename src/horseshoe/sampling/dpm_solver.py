@@ -4,7 +4,7 @@ for 10-25 steps, deterministic (the probability-flow ODE) and stochastic (the re
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Generator
 
 import torch
 
@@ -16,8 +16,9 @@ from horseshoe.sampling.timesteps import sampler_timesteps
 
 @torch.no_grad()
 def _multistep(
-    denoiser: Denoiser, x_T: torch.Tensor, config: SampleConfig, generator: torch.Generator, stochastic: bool
-) -> Iterator[StepRecord]:
+    denoiser: Denoiser, x_T: torch.Tensor, config: SampleConfig, generator: torch.Generator, stochastic: bool,
+    start: int = 0,
+) -> Generator[StepRecord, torch.Tensor | None, None]:
     """The shared loop: one network evaluation per step, the previous step's x0_hat reused.
 
     Notation: alpha_t = sqrt(abar_t), sigma_t = sqrt(1 - abar_t), lambda_t = log(alpha_t / sigma_t)
@@ -37,8 +38,9 @@ def _multistep(
         alpha, sigma = math.sqrt(abar), math.sqrt(1.0 - abar)
         return alpha, sigma, math.log(alpha) - math.log(sigma)
 
-    x, x0_prev, h_prev = x_T, None, None
-    for i, s in enumerate(timesteps):
+    x, x0_prev, h_prev = x_T, None, None  # the first step (also from `start`) is first order
+    for i in range(start, len(timesteps)):
+        s = timesteps[i]
         pred = denoiser(x, s, clip_x0=config.clip_x0)
         if i + 1 == len(timesteps):
             x_next = pred.x0  # sigma_t = 0: the update reduces to x0_hat
@@ -58,23 +60,23 @@ def _multistep(
             else:
                 x_next = (sigma_t / sigma_s) * x - alpha_t * math.expm1(-h) * d
             h_prev = h
-        yield StepRecord(index=i, t=s, x_t=x, x0_hat=pred.x0, x_prev=x_next)
-        x, x0_prev = x_next, pred.x0
+        sent = yield StepRecord(index=i - start, t=s, x_t=x, x0_hat=pred.x0, x_prev=x_next)
+        x, x0_prev = x_next if sent is None else sent, pred.x0
 
 
 def dpmpp_2m(
-    denoiser: Denoiser, x_T: torch.Tensor, config: SampleConfig, generator: torch.Generator
-) -> Iterator[StepRecord]:
+    denoiser: Denoiser, x_T: torch.Tensor, config: SampleConfig, generator: torch.Generator, start: int = 0
+) -> Generator[StepRecord, torch.Tensor | None, None]:
     """DPM-Solver++(2M): integrate the probability-flow ODE in log-SNR time. generator is unused."""
-    return _multistep(denoiser, x_T, config, generator, stochastic=False)
+    return _multistep(denoiser, x_T, config, generator, stochastic=False, start=start)
 
 
 def dpmpp_2m_sde(
-    denoiser: Denoiser, x_T: torch.Tensor, config: SampleConfig, generator: torch.Generator
-) -> Iterator[StepRecord]:
+    denoiser: Denoiser, x_T: torch.Tensor, config: SampleConfig, generator: torch.Generator, start: int = 0
+) -> Generator[StepRecord, torch.Tensor | None, None]:
     """SDE-DPM-Solver++(2M): the same steps on the reverse SDE, fresh noise each step but the last.
 
     Its first-order step is exactly DDPM's ancestral step with the posterior variance (DDIM, eta = 1);
     the injected noise corrects part of an imperfect model's error, as in ancestral sampling.
     """
-    return _multistep(denoiser, x_T, config, generator, stochastic=True)
+    return _multistep(denoiser, x_T, config, generator, stochastic=True, start=start)

@@ -116,6 +116,22 @@ def sampling_frames(records: Iterable[StepRecord], frames: int, total_steps: int
     return out
 
 
+def beside(left: np.ndarray, right: np.ndarray, gap: int = 8, fill: int = 255) -> np.ndarray:
+    """Two pictures side by side, tops aligned, the shorter one padded below."""
+    height = max(left.shape[0], right.shape[0])
+
+    def padded(p: np.ndarray) -> np.ndarray:
+        return np.pad(p, ((0, height - p.shape[0]), (0, 0), (0, 0)), constant_values=fill)
+
+    space = np.full((height, gap, left.shape[2]), fill, np.uint8)
+    return np.concatenate([padded(left), space, padded(right)], axis=1)
+
+
+def edit_picture(inputs: np.ndarray, results: np.ndarray, scale: int = 1) -> np.ndarray:
+    """An edit's inputs (uint8 (K, H, W, C)) in a column, then its results in a grid as `sample` draws them."""
+    return beside(make_grid(inputs, columns=1, scale=scale), make_grid(results, scale=scale))
+
+
 def _frame(x: torch.Tensor, columns: int | None, scale: int) -> np.ndarray:
     return make_grid(to_uint8(x.float().cpu()), columns=columns, padding=2, pad_value=64, scale=scale)
 
