@@ -10,6 +10,7 @@ it (metrics.shape: `opening`); the horseshoe rate is the share that passes the s
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,10 +38,11 @@ class ClassScore:
     near_copy_fraction: float | None  # None: fewer than 2 training images in the class
     accuracy: float | None = None
     horseshoe_rate: float | None = None
+    training_images: int | None = None  # as the run's log counted them (None: not logged, or endless)
 
     def to_json(self) -> dict:
         out = {"class": self.name, "samples": self.samples, "swd_x1e3_mean": self.swd,
-               "near_copy_fraction": self.near_copy_fraction}
+               "near_copy_fraction": self.near_copy_fraction, "training_images": self.training_images}
         if self.accuracy is not None:
             out.update(accuracy=self.accuracy, horseshoe_rate=self.horseshoe_rate)
         return out
@@ -77,6 +79,11 @@ class GuidanceScore:
             out.update(accuracy=self.accuracy, horseshoe_rate=self.horseshoe_rate)
         return out
 
+    def names(self) -> str:
+        """The classes, with their training images where the log counted them."""
+        return ", ".join(c.name if c.training_images is None else f"{c.name} ({c.training_images})"
+                         for c in self.classes)
+
     def line(self) -> str:
         """One line of the summary."""
         extra = "" if self.accuracy is None else f", accuracy {self.accuracy:.1%}, horseshoes {self.horseshoe_rate:.1%}"
@@ -98,6 +105,19 @@ class ClassReference:
         self.directions = d.is_builtin_silhouette and d.has_directions  # the accuracy can be measured
 
 
+def logged_counts(run: LoadedRun) -> dict[str, int | None]:
+    """Training images per class, from the last start (or resume) record of the run's metrics.jsonl ({} if none)."""
+    path = run.checkpoint.parent.parent / "metrics.jsonl"
+    found: dict[str, int | None] = {}
+    for line in path.read_text().splitlines() if path.exists() else ():
+        if '"classes"' in line:
+            try:
+                found = json.loads(line)["classes"]
+            except (json.JSONDecodeError, KeyError):  # a line cut short by a crash
+                continue
+    return found
+
+
 def score_classes(run: LoadedRun, reference: ClassReference, config: SampleConfig, per_class: int, seed: int,
                   batch_size: int) -> GuidanceScore:
     """`per_class` samples of every class at config.guidance, scored against each class's training images."""
@@ -106,7 +126,7 @@ def score_classes(run: LoadedRun, reference: ClassReference, config: SampleConfi
     started = time.perf_counter()
     samples = run.generate(config, len(labels), seed, batch_size, labels=labels)
     seconds = time.perf_counter() - started
-    scores = []
+    scores, counts = [], logged_counts(run)
     for c, name in enumerate(run.classes):
         mine, training = samples[labels == c], reference.images[c]
         copies = novelty(mine, training, *reference.flips, seed=seed).near_copy_fraction if len(training) > 1 else None
@@ -114,7 +134,8 @@ def score_classes(run: LoadedRun, reference: ClassReference, config: SampleConfi
         if reference.directions:
             pixels = to_uint8(mine) / 255.0
             accuracy, rate = opening_accuracy(pixels, [name] * len(mine)), horseshoe_rate(pixels)
-        scores.append(ClassScore(name, len(mine), reference.swd[c].distance(mine).mean, copies, accuracy, rate))
+        scores.append(ClassScore(name, len(mine), reference.swd[c].distance(mine).mean, copies, accuracy, rate,
+                                 counts.get(name)))
     return GuidanceScore(config.guidance, seconds, tuple(scores))
 
 

@@ -259,7 +259,7 @@ class EvalResult:
         rows.update({"nearest-neighbour ratio (median)": n.ratio_median, "near-copy fraction": n.near_copy_fraction,
                      "bits/dim (bound)": self.heldout.bound.bits_per_dim, "FID": self.fid.fid or self.fid.skipped})
         if self.classes is not None:
-            rows["classes"] = ", ".join(c.name for c in self.classes.classes)
+            rows["classes (training images)"] = self.classes.names()
         for row in (self.classes, *self.guidance_sweep) if self.classes is not None else ():
             rows[f"by class at guidance {row.scale:g}"] = row.line().split(": ", 1)[1]
         return rows
