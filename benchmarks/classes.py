@@ -14,6 +14,7 @@ Writes benchmarks/results/classes-<date>.json and prints a Markdown table.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import time
@@ -58,6 +59,8 @@ def main() -> None:
     parser.add_argument("--skip-train", action="store_true", help="evaluate the run already in --out")
     parser.add_argument("--per-class", type=int, default=64, help="samples of each class at each scale")
     parser.add_argument("--scales", type=float, nargs="+", default=[0.0, 1.0, 2.0, 3.0])
+    parser.add_argument("--interval", type=float, nargs=2, metavar=("SIGMA_LO", "SIGMA_HI"),
+                        help="guide only at noise levels in between (sample.guidance_interval)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's); 1 on a shared machine "
                         "avoids threads waiting on each other")
@@ -71,23 +74,28 @@ def main() -> None:
         record["training"] = train(out)
     run = horseshoe.load_run(out)
     record["step"] = run.step
+    record["guidance_interval"] = args.interval
     reference = ClassReference(run, 4 * 256, args.seed)  # up to 256 training images per class
     rows = []
     for w in args.scales:
-        score = score_classes(run, reference, run.sampler(guidance=w), args.per_class, args.seed, 64)
+        config = dataclasses.replace(run.sampler(guidance=w), guidance_interval=args.interval and tuple(args.interval))
+        score = score_classes(run, reference, config, args.per_class, args.seed, 64)
         rows.append(score.to_json())
         print(score.line(), flush=True)
     record["guidance"] = rows
-    record["unconditional"] = unconditional(run, 512, args.seed)
-    results = HERE / "results" / f"classes-{record['date']}.json"
+    if not args.skip_train:
+        record["unconditional"] = unconditional(run, 512, args.seed)
+    name = f"classes-{record['date']}" + ("-interval" if args.interval else "") + ("-eval" if args.skip_train else "")
+    results = HERE / "results" / f"{name}.json"
     results.write_text(json.dumps(record, indent=2))
     print("\n| w | class accuracy | shape check | per-class SWD x1e3 |\n|---|---|---|---|")
     for row in rows:
         print(f"| {row['guidance']:g} | {row['accuracy']:.1%} | {row['horseshoe_rate']:.1%} | "
               f"{row['swd_x1e3_class_mean']:.1f} |")
-    u = record["unconditional"]
-    print(f"\nno class: SWD x1e3 {u['swd_x1e3_no_class']:.1f} (fresh real images: {u['swd_x1e3_real_floor']:.1f}); "
-          f"wrote {results}")
+    u = record.get("unconditional")
+    if u:
+        print(f"\nno class: SWD x1e3 {u['swd_x1e3_no_class']:.1f} (fresh real images: {u['swd_x1e3_real_floor']:.1f})")
+    print(f"wrote {results}")
 
 
 if __name__ == "__main__":

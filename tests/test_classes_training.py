@@ -116,7 +116,7 @@ def test_sample_all_classes_draws_a_row_each(runs, tmp_path, capsys):
 
 
 def test_generate_takes_names_and_guidance(runs):
-    run = load_run(runs / "classes", device="cpu")
+    run = load_run(runs / "classes", device="cpu", sample_overrides=["sample.guidance_interval=none"])
     assert run.classes == ("down", "left", "right", "up")
     config = run.sampler(steps=2)
     a = run.generate(config, 3, labels="left", guidance=0.0)

@@ -58,8 +58,9 @@ def add_class_options(parser: argparse.ArgumentParser, several: bool = True) -> 
     parser.add_argument("--class", dest="class_names", metavar="NAME",
                         help=f"draw this class (a run trained with classes){rows}")
     parser.add_argument("--guidance", type=non_negative_float, metavar="W",
-                        help="classifier-free guidance scale with --class: 0 ignores the class, 1 is the conditional "
-                             "model alone, more pushes harder (default: the run's sample.guidance)")
+                        help="classifier-free guidance scale with --class, at the noise levels of the run's "
+                             "sample.guidance_interval: 0 ignores the class, 1 is the conditional model alone, more "
+                             "pushes harder (default: the run's sample.guidance)")
 
 
 def class_labels(run: Any, text: str | None, guidance: float | None, count: int) -> tuple[list[str] | None, int | None]:

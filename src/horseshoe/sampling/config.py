@@ -23,8 +23,10 @@ class SampleConfig:
     beta tilde, 'posterior', or beta_t, 'beta'). count and seed are the run's sample grids.
     guidance: the classifier-free guidance scale w for a run with classes, asked for a class
     (uncond + w (cond - uncond): 0 ignores the class, 1 is the conditional model alone);
-    guidance_interval: [sigma_lo, sigma_hi], guide only at noise levels in between (None: all);
-    see horseshoe.diffusion.Guidance.
+    guidance_interval: [sigma_lo, sigma_hi], guide only at noise levels in between and use the
+    conditional model elsewhere (None: guide at every step); see horseshoe.diffusion.Guidance.
+    w = 2 on [0.3, 5] was measured on the four-direction horseshoes: the accuracy of w = 2 everywhere
+    (99.6% against 100%) at about the per-class SWD of w = 1 (32 against 55; README, "Classes and guidance").
     The defaults are the demo's, measured on its model (README, "Which sampler, how many steps").
     """
 
@@ -39,7 +41,7 @@ class SampleConfig:
     count: int = 64
     seed: int = 0
     guidance: float = 2.0
-    guidance_interval: tuple[float, float] | None = None
+    guidance_interval: tuple[float, float] | None = (0.3, 5.0)
 
     def __post_init__(self) -> None:
         from horseshoe.sampling import SAMPLERS  # the registry imports the samplers, which import this
