@@ -63,3 +63,37 @@ def ode_endpoint(schedule: NoiseSchedule, x_T: torch.Tensor, mu: float, s: float
     abar = schedule.alpha_bars[-1]
     a, b = abar.sqrt(), (1 - abar).sqrt()
     return mu + s * (x_T - a * mu) / (a * a * s * s + b * b).sqrt()
+
+
+def class_gaussian_network(schedule: NoiseSchedule, mus: list[float], sigmas: list[float]):
+    """The optimal eps predictor for data whose class c is N(mus[c], sigmas[c]^2) per pixel, classes equally
+    likely, as a network(x_t, t, labels) with classes; label -1 (no class) predicts for the mixture.
+
+    A one-pixel image of class c has x_t ~ N(a mu_c, a^2 s_c^2 + b^2); without a class the best
+    prediction is the posterior mix sum_c r_c(x_t) E[eps | x_t, c], r_c proportional to that density.
+    """
+    mu_table, s_table = torch.tensor(mus, dtype=torch.float64), torch.tensor(sigmas, dtype=torch.float64)
+
+    def given_class(x, a, b, mu, s):
+        return b * (x - a * mu) / (a * a * s * s + b * b)
+
+    def mixture(x, a, b):
+        variances = [a * a * s * s + b * b for s in sigmas]
+        log_density = torch.stack([-(x - a * m) ** 2 / (2 * v) - 0.5 * v.log()
+                                   for m, v in zip(mus, variances, strict=True)])
+        weights = torch.softmax(log_density, dim=0)
+        return sum(w * given_class(x, a, b, m, s) for w, m, s in zip(weights, mus, sigmas, strict=True))
+
+    def network(x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        shape = (-1, *([1] * (x.ndim - 1)))
+        abar = schedule.alpha_bars.to(x.dtype)[t].view(shape)
+        a, b = abar.sqrt(), (1 - abar).sqrt()
+        if labels is None or bool((labels < 0).all()):
+            return mixture(x, a, b)
+        known = labels.clamp(min=0)
+        out = given_class(x, a, b, mu_table.to(x.dtype)[known].view(shape), s_table.to(x.dtype)[known].view(shape))
+        if bool((labels < 0).any()):
+            out = torch.where((labels < 0).view(shape), mixture(x, a, b), out)
+        return out
+
+    return network

@@ -43,6 +43,8 @@ class TrainConfig:
     must end in time on slower machines. precision: auto, bf16, fp16 (with a gradient scaler) or
     fp32 (runtime.resolve_precision). tf32 and cudnn_benchmark are CUDA kernel settings
     (runtime.setup_device); they change nothing elsewhere.
+    label_dropout: the share of class labels replaced by "no class" during training (Ho & Salimans
+    2022), so that a run with classes also learns the unconditional model guidance needs.
     """
 
     steps: int | None = 10_000
@@ -73,6 +75,7 @@ class TrainConfig:
     eval_every: int = 0
     max_minutes: float | None = None
     tensorboard: bool = False  # also log to RUN/tensorboard/ (pip install 'horseshoe[tensorboard]')
+    label_dropout: float = 0.1
 
     def __post_init__(self) -> None:
         if sum(budget is not None for budget in (self.steps, self.epochs, self.minutes)) != 1:
@@ -109,6 +112,8 @@ class TrainConfig:
             raise ValueError(f"train.max_minutes must be positive (or omitted), got {self.max_minutes}")
         if not 0 <= self.ema_warmup_ratio < 1:
             raise ValueError(f"train.ema_warmup_ratio must be in [0, 1), got {self.ema_warmup_ratio}")
+        if not 0 <= self.label_dropout <= 1:
+            raise ValueError(f"train.label_dropout must be in [0, 1], got {self.label_dropout}")
 
 
 @dataclass(frozen=True)
@@ -128,6 +133,14 @@ class Config:
         self.model.attention_levels(d.height, d.width)
         check_seed("data.seed", d.seed)
         check_seed("sample.seed", self.sample.seed)
+        if d.classes and len(d.classes) != self.model.num_classes:
+            raise ValueError(f"data.classes names {len(d.classes)} classes but model.num_classes is "
+                             f"{self.model.num_classes}")
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The run's class names (() without classes; '0', '1', ... where a config gives only their number)."""
+        return self.data.classes or tuple(str(i) for i in range(self.model.num_classes))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -250,10 +263,32 @@ def incompatibility(saved: Config, current: Config) -> str | None:
     pairs = [(f"{name}.{f.name}", getattr(getattr(saved, name), f.name), getattr(getattr(current, name), f.name))
              for name in ("model", "diffusion") for f in dataclasses.fields(getattr(current, name))]
     pairs.append(("data.shape (channels, height, width)", saved.data.shape, current.data.shape))
+    pairs.append(("data.classes", saved.data.classes, current.data.classes))
     for key, then, now in pairs:
         if then != now:
             return f"{key} is {then!r} there and {now!r} now"
     return None
+
+
+def with_classes(config: Config, classes: tuple[str, ...]) -> Config:
+    """The config for data with these classes: model.num_classes and data.classes set from them.
+
+    Classes the config already names must be the data's; a model with classes needs data with them.
+    """
+    d, m = config.data, config.model
+    if not classes:
+        if m.num_classes or d.classes or d.balance_classes:
+            what = "data.balance_classes is set" if not (m.num_classes or d.classes) else \
+                f"model.num_classes is {m.num_classes}"
+            raise ValueError(f"{what} but the data has no classes (data.labels is {d.labels!r}; class folders "
+                             f"or data.rotation='four' give classes)")
+        return config
+    if d.classes and d.classes != classes:
+        raise ValueError(f"data.classes is {list(d.classes)} but the data's classes are {list(classes)}")
+    if m.num_classes and m.num_classes != len(classes):
+        raise ValueError(f"model.num_classes is {m.num_classes} but the data has {len(classes)} classes "
+                         f"({', '.join(classes)})")
+    return merge(config, {"model": {"num_classes": len(classes)}, "data": {"classes": list(classes)}})
 
 
 def from_dict(values: dict[str, Any]) -> Config:

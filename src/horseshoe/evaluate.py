@@ -1,7 +1,9 @@
 """`horseshoe evaluate`: are the samples good, are they new, and which sampler and step count to use.
 
 Writes RUN/eval.json, RUN/eval/nearest.png (the most-copied samples beside their training
-neighbours), RUN/eval/sweep.png with --sweep, and an "Evaluation" section in RUN/index.html.
+neighbours), RUN/eval/sweep.png with --sweep, and an "Evaluation" section in RUN/index.html. A run
+with classes is also scored class by class (horseshoe.class_eval), and against the guidance scale
+with --guidance-sweep (RUN/eval/guidance.png). Its main samples are drawn without a class.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 import torch
 
 from horseshoe import report
+from horseshoe.class_eval import GuidanceScore, class_scores
 from horseshoe.config import Config
 from horseshoe.data import build_dataset, builtin_images, subset_images, training_images
 from horseshoe.data.transforms import to_uint8
@@ -51,11 +54,14 @@ class EvalOptions:
     sweep: tuple[tuple[str, int | None], ...] = field(default_factory=tuple)
     sample_overrides: tuple[str, ...] = ()  # 'sample.key=value', as --set
     progress: bool = False  # progress bars while sampling (on a terminal)
+    guidance_sweep: tuple[float, ...] = ()  # guidance scales to score a run with classes at
 
     def __post_init__(self) -> None:
         for name in ("count", "batch_size", "heldout", "bpd_timesteps"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if any(not 0 <= w < float("inf") for w in self.guidance_sweep):
+            raise ValueError(f"--guidance-sweep scales must be numbers >= 0, got {list(self.guidance_sweep)}")
 
 
 def parse_sweep(items: list[str]) -> tuple[tuple[str, int | None], ...]:
@@ -199,6 +205,8 @@ class EvalResult:
     heldout: HeldOut
     fid: FIDResult
     sweep: tuple[SweepRow, ...] = ()
+    classes: GuidanceScore | None = None  # a run with classes, at its sample.guidance
+    guidance_sweep: tuple[GuidanceScore, ...] = ()
 
     def to_json(self) -> dict:
         out = {"run": str(self.run), "checkpoint": str(self.checkpoint), "step": self.step, "weights": self.weights,
@@ -208,6 +216,10 @@ class EvalResult:
                "heldout": self.heldout.to_json(), "fid": self.fid.to_json()}
         if self.sweep:
             out["sweep"] = [row.to_json() for row in self.sweep]
+        if self.classes is not None:
+            out["classes"] = self.classes.to_json()
+        if self.guidance_sweep:
+            out["guidance_sweep"] = [row.to_json() for row in self.guidance_sweep]
         return out
 
     def summary(self) -> list[str]:
@@ -225,6 +237,10 @@ class EvalResult:
         lines.append(f"variational bound: {bound.bits_per_dim:.3f} bits/dim on {bound.images} "
                      f"{self.heldout.description} ({bound.timesteps_used} timesteps)")
         lines.append(self.fid.line())
+        if self.classes is not None:
+            lines.append(f"by class ({self.classes.classes[0].samples} samples each), " + self.classes.line() + ": "
+                         + ", ".join(f"{c.name} {c.swd:.1f}" for c in self.classes.classes))
+        lines += [f"  guidance {row.line()}" for row in self.guidance_sweep]
         for row in self.sweep:
             rate = row.quality.horseshoe_rate
             lines.append(f"  {row.sampler:>9} {row.steps:>5} steps: SWD {row.quality.swd.mean:7.2f}"
@@ -243,6 +259,10 @@ class EvalResult:
             rows["horseshoe rate"] = q.horseshoe_rate
         rows.update({"nearest-neighbour ratio (median)": n.ratio_median, "near-copy fraction": n.near_copy_fraction,
                      "bits/dim (bound)": self.heldout.bound.bits_per_dim, "FID": self.fid.fid or self.fid.skipped})
+        if self.classes is not None:
+            rows["classes (training images)"] = self.classes.names()
+        for row in (self.classes, *self.guidance_sweep) if self.classes is not None else ():
+            rows[f"by class at guidance {row.scale:g}"] = row.line().split(": ", 1)[1]
         return rows
 
 
@@ -282,6 +302,8 @@ def fid_kid(weights_path: Path | None, samples: torch.Tensor, reference: torch.T
 def evaluate(run_dir: str | Path, options: EvalOptions, weights: str = "ema") -> EvalResult:
     """Run every measurement on a trained run and write eval.json, pictures and the HTML section."""
     run = load_run(run_dir, weights=weights, sample_overrides=options.sample_overrides)
+    if options.guidance_sweep and not run.classes:  # before any work
+        raise ValueError(f"--guidance-sweep: run {str(run.checkpoint)!r} was trained without classes")
     run_dir = run.checkpoint.parent.parent
     out_dir = run_dir / "eval"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -310,12 +332,15 @@ def evaluate(run_dir: str | Path, options: EvalOptions, weights: str = "ema") ->
         else "training images (no held-out set: pass --reference DIR)",
         denoising_mse=likelihood.denoising_losses(run.denoiser, held, seed=options.seed),
         bound=likelihood.variational_bound(run.denoiser, held, options.bpd_timesteps, options.seed))
+    by_class, guided = class_scores(run, config, options.count, options.seed, options.batch_size,
+                                    options.guidance_sweep, out_dir)
     result = EvalResult(
         run=run_dir, checkpoint=run.checkpoint, step=run.step, weights=weights, sampler=config.sampler,
         sampler_steps=config.steps, lambda_min=config.lambda_min, samples=options.count, seed=options.seed,
         sampling_seconds=sampling_seconds, reference=described, quality=found_quality, novelty=found,
         heldout=held_out, fid=fid_kid(weights_path, samples, reference, run, options.seed),
-        sweep=sweep(run, options, swd_reference, out_dir) if options.sweep else ())
+        sweep=sweep(run, options, swd_reference, out_dir) if options.sweep else (), classes=by_class,
+        guidance_sweep=guided)
     (run_dir / "eval.json").write_text(json.dumps(result.to_json(), indent=2))
     write_section(run_dir, result)
     return result
@@ -327,4 +352,6 @@ def write_section(run_dir: Path, result: EvalResult) -> Path:
         "eval/nearest.png", "most-copied samples (top) and their nearest training images (bottom)")
     if result.sweep:
         body += report.figure("eval/sweep.png", "quality against network evaluations and wall time")
+    if result.guidance_sweep:
+        body += report.figure("eval/guidance.png", "per-class quality (and accuracy) against the guidance scale")
     return report.add_section(run_dir, "evaluation", "Evaluation", body, order=40)

@@ -12,9 +12,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from horseshoe import report
 from horseshoe.config import Config
-from horseshoe.data import training_images
+from horseshoe.data import class_counts, training_images
 from horseshoe.data.transforms import to_uint8
 from horseshoe.metrics.novelty import novelty
 from horseshoe.metrics.swd import SWDReference
@@ -27,9 +29,16 @@ from horseshoe.viz.plots import plot_loss
 
 
 def sample_grid(trainer: Trainer, path: Path, count: int = 64, progress: str | None = None) -> Path:
-    """A grid of samples from the EMA weights with the run's sampler settings."""
-    images = trainer.ema_samples(min(count, trainer.config.sample.count), progress)
-    return save_png(make_grid(to_uint8(images), scale=display_scale(trainer.config.data.height)), path)
+    """A grid of samples from the EMA weights with the run's sampler settings; with classes, a row per class
+    (up to 8 images each, at the run's sample.guidance)."""
+    count, labels, columns = min(count, trainer.config.sample.count), None, None
+    if trainer.conditional:
+        classes = trainer.config.model.num_classes
+        columns = max(1, min(8, count // classes))
+        labels = torch.arange(classes).repeat_interleave(columns)
+        count = len(labels)
+    images = trainer.ema_samples(count, labels, progress)
+    return save_png(make_grid(to_uint8(images), columns, scale=display_scale(trainer.config.data.height)), path)
 
 
 class SampleGridHook(Hook):
@@ -81,6 +90,7 @@ class RunResult:
     checkpoint: Path | None
     resumed_from: Path | None
     stop_signal: int | None  # SIGINT or SIGTERM, when one stopped training
+    classes: dict[str, int | None]  # images per class ({} without classes; None for the endless stream)
 
 
 def run_hooks(run_dir: Path, progress: bool) -> list[Hook]:
@@ -148,4 +158,4 @@ def train(config: Config, out: str | Path, resume: str | Path | None = None, pro
     finally:
         trainer.close()
     return RunResult(run_dir=out, training=result, checkpoint=checkpoint.latest(out), resumed_from=found,
-                     stop_signal=trainer.stop_signal)
+                     stop_signal=trainer.stop_signal, classes=class_counts(trainer.state.dataset))

@@ -6,6 +6,7 @@ and masks fitted like its training data (see horseshoe.sampling.edit for the mat
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +22,13 @@ from horseshoe.data.transforms import parse_colour, to_model_range
 from horseshoe.diffusion import Denoiser
 from horseshoe.models import UNet
 from horseshoe.runtime import autocast, pick_device, resolve_precision, setup_device
-from horseshoe.sampling import SampleConfig, StepRecord, generate, get_sampler, initial_noise, iterate
+from horseshoe.sampling import SampleConfig, StepRecord, generate, get_sampler, guided, initial_noise, iterate
 from horseshoe.sampling.edit import MASKS, builtin_mask, repaint, round_trip, sdedit
 from horseshoe.training import checkpoint
 
 WEIGHTS = ("ema", "model")
+# A class for every image, or one per image (names or indices); None: no class.
+Labels = str | int | Sequence[str | int] | torch.Tensor | None
 ImageInput = str | Path | torch.Tensor  # a file, or images (N, C, H, W) in [-1, 1] already at the run's shape
 
 
@@ -64,25 +67,67 @@ class LoadedRun:
         """(C, H, W) of the images the run makes."""
         return self.config.data.shape
 
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The run's class names, in label order (() for a run trained without classes)."""
+        return self.config.classes
+
+    def labels(self, classes: Labels, count: int) -> torch.Tensor | None:
+        """`count` class indices from names or indices: one class for all, or one per image (None: None).
+
+        One-line errors for a run without classes and for unknown names (listing the run's classes).
+        """
+        if classes is None:
+            return None
+        if torch.is_tensor(classes):
+            classes = classes.tolist()
+        if not self.classes:
+            raise ValueError(f"run {str(self.checkpoint)!r} was trained without classes: it cannot be asked for one")
+        items = [classes] if isinstance(classes, (str, int)) else list(classes)
+        indices = [self._class_index(item) for item in items]
+        if len(indices) == 1:
+            indices *= count
+        if len(indices) != count:
+            raise ValueError(f"{len(indices)} classes given for {count} images (give one, or one per image)")
+        return torch.tensor(indices, dtype=torch.int64)
+
+    def _class_index(self, item: str | int) -> int:
+        if isinstance(item, str) and item in self.classes:
+            return self.classes.index(item)
+        if isinstance(item, int) and not isinstance(item, bool) and 0 <= item < len(self.classes):
+            return item
+        raise ValueError(f"unknown class {item!r}; this run's classes are {', '.join(self.classes)}")
+
     def sampler(self, name: str | None = None, steps: int | None = None, eta: float | None = None,
-                spacing: str | None = None) -> SampleConfig:
+                spacing: str | None = None, guidance: float | None = None) -> SampleConfig:
         """The run's sample section with the given sampler and options over it (SampleConfig.for_sampler)."""
         if name is not None:
             get_sampler(name)  # a one-line error for unknown names
-        return self.config.sample.for_sampler(self.denoiser.schedule, name, steps, eta, spacing)
+        if guidance is not None and not self.classes:
+            raise ValueError(f"run {str(self.checkpoint)!r} was trained without classes: guidance needs them")
+        return self.config.sample.for_sampler(self.denoiser.schedule, name, steps, eta, spacing, guidance)
 
     def generate(self, config: SampleConfig, count: int, seed: int = 0, batch_size: int = 64,
-                 progress: str | None = None) -> torch.Tensor:
-        """`count` final samples, float32 on the CPU (see horseshoe.sampling.generate)."""
-        return generate(self.denoiser, count, self.image_shape, config, seed, batch_size, self.device, progress)
+                 labels: Labels = None, guidance: float | None = None, progress: str | None = None) -> torch.Tensor:
+        """`count` final samples, float32 on the CPU (see horseshoe.sampling.generate).
 
-    def records(self, config: SampleConfig, count: int, seed: int = 0,
-                x_T: torch.Tensor | None = None) -> Iterator[StepRecord]:
+        labels: a class (name or index) for every image, or one per image; None: no class. guidance:
+        the scale w over the config's sample.guidance.
+        """
+        if guidance is not None:
+            self.sampler(guidance=guidance)  # the same one-line error for a run without classes
+            config = dataclasses.replace(config, guidance=guidance)  # and SampleConfig's for w < 0
+        return generate(self.denoiser, count, self.image_shape, config, seed, batch_size, self.device,
+                        self.labels(labels, count), progress)
+
+    def records(self, config: SampleConfig, count: int, seed: int = 0, x_T: torch.Tensor | None = None,
+                labels: Labels = None) -> Iterator[StepRecord]:
         """The step records of sampling `count` images in one batch (the same noise as `generate`)."""
         if x_T is None:
             x_T = initial_noise((count, *self.image_shape), torch.Generator().manual_seed(seed))
         generator = torch.Generator(self.device).manual_seed(seed + 1)
-        return iterate(self.denoiser, x_T.to(self.device), config, generator)
+        denoiser = guided(self.denoiser, self.labels(labels, x_T.shape[0]), config)
+        return iterate(denoiser, x_T.to(self.device), config, generator)
 
     def load_image(self, image: ImageInput) -> torch.Tensor:
         """An image file fitted like the training data (size, channels, fit, background): (1, C, H, W) in [-1, 1]."""
@@ -190,9 +235,9 @@ def fitted_mask(mask: str | Path, image: str | Path | None, data: DataConfig) ->
 def with_precision(model: torch.nn.Module, device: torch.device, precision: str):
     """The network as a function that runs under the given precision (bf16 or fp16 autocast, or fp32)."""
 
-    def network(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def network(x_t: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         with autocast(device, precision):
-            return model(x_t, t)
+            return model(x_t, t, labels)
 
     return network
 

@@ -38,7 +38,7 @@ def add_command(subparsers, name: str, help: str, example: str) -> argparse.Argu
 def add_sampler_options(parser: argparse.ArgumentParser, steps_help: str = "the run's sample.steps",
                         batch_size: bool = True) -> None:
     """--sampler, --steps, --eta, --spacing, --seed, --weights, --device, --batch-size (unless the command
-    runs one batch), --set."""
+    runs one batch), --class, --guidance, --set."""
     from horseshoe.sampling import SAMPLERS
 
     parser.add_argument("--sampler", help=f"one of {', '.join(SAMPLERS)} (default: the run's sample.sampler)")
@@ -51,7 +51,39 @@ def add_sampler_options(parser: argparse.ArgumentParser, steps_help: str = "the 
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     if batch_size:
         parser.add_argument("--batch-size", type=positive_int, default=64, help="images per network call (memory)")
+    add_class_options(parser)
     add_sample_set_option(parser)
+
+
+def add_class_options(parser: argparse.ArgumentParser, several: bool = True) -> None:
+    """--class NAME and --guidance W, for a run trained with classes."""
+    rows = ", several as a,b, or 'all' for each of the run's classes in turn" if several else ""
+    parser.add_argument("--class", dest="class_names", metavar="NAME",
+                        help=f"draw this class (a run trained with classes){rows}")
+    parser.add_argument("--guidance", type=non_negative_float, metavar="W",
+                        help="classifier-free guidance scale with --class, at the noise levels of the run's "
+                             "sample.guidance_interval: 0 ignores the class, 1 is the conditional model alone, more "
+                             "pushes harder (default: the run's sample.guidance)")
+
+
+def class_labels(run: Any, text: str | None, guidance: float | None, count: int) -> tuple[list[str] | None, int | None]:
+    """--class and --guidance checked against a loaded run: one class name per image, and the grid's columns.
+
+    One class: `count` images of it. Several (or 'all'): ceil(count / classes) of each, one row per
+    class, so the images number that times the classes. Without --class: (None, None).
+    """
+    if guidance is not None and not run.classes:
+        raise ValueError(f"--guidance: run {str(run.checkpoint)!r} was trained without classes")
+    if text is None:
+        if guidance is not None:
+            raise ValueError("--guidance needs --class NAME (without a class the run samples unconditionally)")
+        return None, None
+    names = list(run.classes) if text == "all" else [name.strip() for name in text.split(",")]
+    run.labels(names, len(names))  # one-line errors: no classes, unknown names
+    if len(names) == 1:
+        return names * count, None
+    per_class = -(-count // len(names))
+    return [name for name in names for _ in range(per_class)], per_class
 
 
 def add_sample_set_option(parser: argparse.ArgumentParser) -> None:
@@ -83,6 +115,17 @@ def config_from_args(args: argparse.Namespace, base: Config | None = None,
     if getattr(args, "data", None):
         flags.setdefault("data", {})["path"] = args.data
     return apply_overrides(merge(config, flags), list(args.overrides))
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return value
 
 
 def positive_int(text: str) -> int:

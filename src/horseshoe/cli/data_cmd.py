@@ -14,7 +14,7 @@ from horseshoe.cli.common import (
     output_file,
     positive_int,
 )
-from horseshoe.data import first_images
+from horseshoe.data import first_images, first_labelled
 from horseshoe.viz.grid import display_scale, make_grid, save_png
 
 
@@ -27,10 +27,10 @@ def register(subparsers) -> None:
     preview.add_argument("--out", default="data-preview.png", help="PNG file to write")
     add_config_options(preview)
     preview.set_defaults(run_command=run_preview)
-    export = add_command(commands, "export", "write the dataset's images as PNG files",
-                         "horseshoe data export --count 500 horseshoes/")
+    export = add_command(commands, "export", "write the dataset's images as PNG files (a subfolder per class "
+                         "when it has classes)", "horseshoe data export --count 500 horseshoes/")
     export.add_argument("--count", type=positive_int, default=100, help="how many images")
-    export.add_argument("dir", help="folder to write 000000.png, 000001.png, ... into")
+    export.add_argument("dir", help="folder to write 000000.png, 000001.png, ... into (DIR/CLASS/... with classes)")
     add_config_options(export)
     export.set_defaults(run_command=run_export)
 
@@ -48,9 +48,10 @@ def run_preview(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    images = _first(args)
+    images, labels, classes = first_labelled(config_from_args(args).data, args.count)
     folder = output_dir(args.dir)
-    for i, image in enumerate(images):
-        save_png(image, folder / f"{i:06d}.png")
-    print(f"wrote {len(images)} PNG files to {folder}")
+    for i, image in enumerate(images):  # class folders as `train --data` reads them back
+        save_png(image, (folder / classes[labels[i]] if classes else folder) / f"{i:06d}.png")
+    where = f" in {len(classes)} class folders ({', '.join(classes)})" if classes else ""
+    print(f"wrote {len(images)} PNG files to {folder}{where}")
     return 0

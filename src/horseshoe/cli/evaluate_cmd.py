@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from horseshoe.cli.common import add_command, add_sample_set_option, positive_int
+from horseshoe.cli.common import add_command, add_sample_set_option, non_negative_float, positive_int
 
 
 def register(subparsers) -> None:
@@ -30,6 +30,9 @@ def register(subparsers) -> None:
     p.add_argument("--sweep", nargs="+", metavar="SAMPLER:STEPS", default=[],
                    help="settings to compare with the same seeds, e.g. ddim:10,20,50 dpmpp_2m:10,20 ddpm "
                         "(no steps: the run's default; for ddpm every timestep)")
+    p.add_argument("--guidance-sweep", nargs="+", type=non_negative_float, metavar="W", default=[],
+                   help="a run with classes: score every class at each guidance scale, e.g. 0 1 2 3 "
+                        "(a table, and eval/guidance.png)")
     p.add_argument("--weights", default="ema", help="'ema' or 'model' weights")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_sample_set_option(p)
@@ -43,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
                           eta=args.eta, seed=args.seed, batch_size=args.batch_size, heldout=args.heldout,
                           bpd_timesteps=args.bpd_timesteps, inception_weights=args.inception_weights,
                           sweep=parse_sweep(args.sweep), sample_overrides=tuple(args.overrides),
-                          progress=not args.no_progress)
+                          progress=not args.no_progress, guidance_sweep=tuple(args.guidance_sweep))
     result = evaluate(args.run, options, weights=args.weights)
     for line in result.summary():
         print(line)

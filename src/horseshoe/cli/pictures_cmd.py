@@ -11,6 +11,7 @@ from horseshoe.cli.common import (
     add_command,
     add_config_options,
     add_sampler_options,
+    class_labels,
     config_from_args,
     output_file,
     positive_int,
@@ -89,23 +90,29 @@ def run_noise(args: argparse.Namespace) -> int:
 
 
 def run_denoise(args: argparse.Namespace) -> int:
-    out = output_file(args.out)
     run = load_run(args.run, weights=args.weights, device=args.device, sample_overrides=args.overrides)
-    config = run.sampler(args.sampler, args.steps, args.eta, args.spacing)
-    recs = list(run.records(config, args.samples, args.seed))
-    picture = denoising_picture(recs, columns=args.columns, samples=args.samples,
+    config = run.sampler(args.sampler, args.steps, args.eta, args.spacing, args.guidance)
+    labels, per_class = class_labels(run, args.class_names, args.guidance, args.samples)
+    if per_class is not None:  # several classes: one sample (two rows) each
+        labels = labels[::per_class]
+    count = len(labels) if labels else args.samples
+    out = output_file(args.out)
+    recs = list(run.records(config, count, args.seed, labels=labels))
+    picture = denoising_picture(recs, columns=args.columns, samples=count,
                                 scale=display_scale(run.config.data.height))
     print(f"wrote {save_png(picture, out)}")
     return 0
 
 
 def run_animate(args: argparse.Namespace) -> int:
-    out = output_file(args.out)
     run = load_run(args.run, weights=args.weights, device=args.device, sample_overrides=args.overrides)
     steps = args.steps or (None if (args.sampler or run.config.sample.sampler) == "ddpm" else 100)
-    config = run.sampler(args.sampler, steps, args.eta, args.spacing)
-    frames = sampling_frames(run.records(config, args.count, args.seed), args.frames, config.steps,
-                             with_x0=args.with_x0, scale=display_scale(run.config.data.height))
+    config = run.sampler(args.sampler, steps, args.eta, args.spacing, args.guidance)
+    labels, columns = class_labels(run, args.class_names, args.guidance, args.count)
+    out = output_file(args.out)
+    count = len(labels) if labels else args.count
+    frames = sampling_frames(run.records(config, count, args.seed, labels=labels), args.frames, config.steps,
+                             with_x0=args.with_x0, columns=columns, scale=display_scale(run.config.data.height))
     gif = save_gif(frames, out, fps=args.fps, hold_seconds=args.hold)
     mp4 = save_mp4(frames, out.with_suffix(".mp4"), fps=args.fps, hold_seconds=args.hold)
     print(f"wrote {gif} ({len(frames)} frames, {config.sampler} {config.steps} steps)" + (f" and {mp4}" if mp4 else ""))

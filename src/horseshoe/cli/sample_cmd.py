@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
 import torch
 
 from horseshoe.cli.common import (
+    add_class_options,
     add_command,
     add_sample_set_option,
     add_sampler_options,
+    class_labels,
     output_dir,
     output_file,
     positive_int,
@@ -24,11 +27,14 @@ from horseshoe.viz.grid import display_scale, make_grid, save_png, save_samples
 
 def register(subparsers) -> None:
     p = add_command(subparsers, "sample", "generate new images from a trained run (EMA weights by default)",
-                    "horseshoe sample runs/demo --count 64 --sampler ddim --steps 50 --seed 0 --out samples/")
+                    "horseshoe sample runs/demo --count 64 --sampler ddim --steps 50 --seed 0 --out samples/\n"
+                    "  horseshoe sample runs/shapes --class all --guidance 2 --out samples/   # a row per class")
     p.add_argument("run", help="run directory (its latest checkpoint) or a checkpoint directory")
-    p.add_argument("--count", type=positive_int, default=64, help="how many images")
+    p.add_argument("--count", type=positive_int, default=64,
+                   help="how many images (with several classes: in all, a whole row per class)")
     p.add_argument("--out", default="samples", help="folder for grid.png and 000.png, 001.png, ...")
-    p.add_argument("--npz", action="store_true", help="also write samples.npz (uint8 images, N x H x W x C)")
+    p.add_argument("--npz", action="store_true",
+                   help="also write samples.npz (uint8 images, N x H x W x C; with --class, labels and classes)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_sampler_options(p)
     p.set_defaults(run_command=run_sample)
@@ -47,18 +53,25 @@ def register(subparsers) -> None:
     p.add_argument("--out", default="interpolation.png", help="PNG strip to write (the GIF goes beside it)")
     p.add_argument("--weights", default="ema", help="'ema' or 'model' weights")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    add_class_options(p, several=False)
     add_sample_set_option(p)
     p.set_defaults(run_command=run_interpolate)
 
 
 def run_sample(args: argparse.Namespace) -> int:
-    folder = output_dir(args.out)
     run = load_run(args.run, weights=args.weights, device=args.device, sample_overrides=args.overrides)
-    config = run.sampler(args.sampler, args.steps, args.eta, args.spacing)
-    images = to_uint8(run.generate(config, args.count, seed=args.seed, batch_size=args.batch_size,
+    config = run.sampler(args.sampler, args.steps, args.eta, args.spacing, args.guidance)
+    labels, columns = class_labels(run, args.class_names, args.guidance, args.count)
+    folder = output_dir(args.out)  # after every check: a bad --class writes nothing
+    count = len(labels) if labels else args.count
+    images = to_uint8(run.generate(config, count, seed=args.seed, batch_size=args.batch_size, labels=labels,
                                    progress=None if args.no_progress else "sampling"))
-    save_samples(images, folder, npz=args.npz)
-    print(f"wrote {args.count} samples ({config.sampler}, {config.steps} steps, seed {args.seed}) "
+    arrays = {} if labels is None else {"labels": run.labels(labels, count).numpy(), "classes": np.array(run.classes)}
+    save_samples(images, folder, npz=args.npz, columns=columns, arrays=arrays)
+    what = "" if labels is None else (f" of class {labels[0]}" if columns is None else
+                                      f", {columns} per class ({', '.join(dict.fromkeys(labels))}), a row each")
+    guidance = "" if labels is None else f", guidance {config.guidance:g}"
+    print(f"wrote {count} samples{what} ({config.sampler}, {config.steps} steps{guidance}, seed {args.seed}) "
           f"from {run.checkpoint} "
           f"to {folder}/ (grid.png, one PNG per image{', samples.npz' if args.npz else ''})")
     return 0
@@ -68,15 +81,20 @@ def run_interpolate(args: argparse.Namespace) -> int:
     run = load_run(args.run, weights=args.weights, device=args.device, sample_overrides=args.overrides)
     if args.count < 2:
         raise ValueError(f"--count must be at least 2 for an interpolation, got {args.count}")
+    if args.class_names is not None and ("," in args.class_names or args.class_names == "all"):
+        raise ValueError(f"--class takes one class name for an interpolation, got {args.class_names!r}")
+    if args.class_names is not None and args.images:
+        raise ValueError("--class goes with --seeds: --images interpolates between the images' own inverted noises")
+    labels, _ = class_labels(run, args.class_names, args.guidance, args.count)
     if args.images:  # the noises that regenerate the images, and the exact way back (horseshoe invert)
         config = inversion_config(run.sampler("ddim", args.steps))
         images = torch.cat([run.load_image(path) for path in args.images])
         z0, z1 = finish(invert(run.denoiser, images, config), images).float().cpu().split(1)
     else:
-        config = run.sampler("ddim", args.steps, eta=0.0)
+        config = run.sampler("ddim", args.steps, eta=0.0, guidance=args.guidance)
         shape = (1, *run.image_shape)
         z0, z1 = (initial_noise(shape, torch.Generator().manual_seed(s)) for s in args.seeds or (0, 1))
-    *_, last = run.records(config, args.count, x_T=slerp_path(z0, z1, args.count))
+    *_, last = run.records(config, args.count, x_T=slerp_path(z0, z1, args.count), labels=labels)
     images = to_uint8(last.x_prev.float().cpu())
     scale = display_scale(images.shape[1])
     path = save_png(make_grid(images, columns=args.count, scale=scale), output_file(args.out))

@@ -3,14 +3,21 @@
 from horseshoe.data.config import DataConfig
 from horseshoe.data.dataset import (
     Horseshoes,
+    ImageSet,
     build_dataset,
     builtin_images,
+    builtin_set,
+    class_counts,
     first_images,
+    first_labelled,
+    subset,
     subset_images,
     training_images,
+    training_set,
 )
-from horseshoe.data.folder import ImageFolder, find_images
+from horseshoe.data.folder import ImageFolder, find_classes, find_images
 from horseshoe.data.loader import BatchLoader
 
-__all__ = ["DataConfig", "Horseshoes", "ImageFolder", "BatchLoader", "build_dataset", "find_images",
-           "first_images", "builtin_images", "subset_images", "training_images"]
+__all__ = ["DataConfig", "Horseshoes", "ImageFolder", "ImageSet", "BatchLoader", "build_dataset", "class_counts",
+           "find_classes", "find_images", "first_images", "first_labelled", "builtin_images", "builtin_set", "subset",
+           "subset_images", "training_images", "training_set"]

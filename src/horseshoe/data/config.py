@@ -1,4 +1,4 @@
-"""The data section: which images to train on, at what size, with which flips."""
+"""The data section: which images to train on, at what size, with which flips, with which classes."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from horseshoe.data import horseshoes
 from horseshoe.data.transforms import FITS, parse_colour
 
+LABELS = ("auto", "none")
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -14,6 +16,10 @@ class DataConfig:
 
     path: a folder of images, or None for the built-in horseshoes. image_size: side of square
     images, or [height, width]. count: how many horseshoes (None: an endless stream of new ones).
+    labels: 'auto' reads classes from the data (a folder's first-level subfolders when there are two
+    or more; the built-in horseshoes with rotation 'four', by the direction they open to), 'none'
+    trains without classes. classes: the class names found, filled in when training starts and saved
+    with the run (set it only to pin them). balance_classes: draw every class equally often.
     """
 
     path: str | None = None
@@ -30,6 +36,9 @@ class DataConfig:
     style: str = "silhouette"
     rotation: str = "updown"
     seed: int = 0
+    labels: str = "auto"
+    classes: tuple[str, ...] = ()
+    balance_classes: bool = False
 
     def __post_init__(self) -> None:
         size = self.image_size
@@ -50,6 +59,10 @@ class DataConfig:
             raise ValueError(f"data.style must be one of {', '.join(horseshoes.STYLES)}, got {self.style!r}")
         if self.rotation not in horseshoes.ROTATIONS:
             raise ValueError(f"data.rotation must be one of {', '.join(horseshoes.ROTATIONS)}, got {self.rotation!r}")
+        if self.labels not in LABELS:
+            raise ValueError(f"data.labels must be one of {', '.join(LABELS)}, got {self.labels!r}")
+        if len(set(self.classes)) != len(self.classes) or "" in self.classes:
+            raise ValueError(f"data.classes must be distinct non-empty names, got {list(self.classes)}")
         if self.path is None and self.height != self.width:
             raise ValueError(f"built-in horseshoes are square; got data.image_size={list(self.image_size)}")
 
@@ -65,6 +78,11 @@ class DataConfig:
     def is_builtin_silhouette(self) -> bool:
         """The built-in one-channel horseshoe silhouettes: the data metrics.shape can check samples against."""
         return self.path is None and self.style == "silhouette" and self.channels == 1
+
+    @property
+    def has_directions(self) -> bool:
+        """The built-in horseshoes labelled by the direction they open to (rotation 'four')."""
+        return self.path is None and self.rotation == "four" and self.labels == "auto"
 
     @property
     def shape(self) -> tuple[int, int, int]:

@@ -11,7 +11,11 @@ Shifting the inner curve down makes the toe thicker than the heels; cutting belo
 curve's widest point makes the branches converge, so the opening is narrower than the inside. The
 inner curve always reaches past the cut, so the shoe is one open piece without enclosed holes.
 The shoe is then scaled to fill 55-95% of the frame, rotated (open end down or up, a few degrees
-either way, or any angle) and placed, and every pixel's coverage gives anti-aliased edges.
+either way; down, left, right or up likewise; or any angle) and placed, and every pixel's coverage
+gives anti-aliased edges.
+
+Rotation "four" is the labelled form: the class of a shoe is the direction its opening faces, one
+of DIRECTIONS (sorted, as class folders are), drawn evenly.
 
 Image i of seed s depends only on (s, i): its parameters come from numpy's PCG64 seeded with
 (s, i), so any subset, order or batch size gives the same pixels.
@@ -25,7 +29,12 @@ from dataclasses import dataclass
 import numpy as np
 
 STYLES = ("silhouette", "rendered")
-ROTATIONS = ("updown", "full")
+ROTATIONS = ("updown", "four", "full")
+DIRECTIONS = ("down", "left", "right", "up")  # where the opening faces, by class index
+# The rotation that turns the canonical shoe (open end down, at angle 0) to face each direction. The
+# frame is rotated back by `angle` (u = cos dx + sin dy, v = -sin dx + cos dy, y pointing down), so
+# the heels (+v) point along (-sin, cos): angle pi/2 opens to the left.
+DIRECTION_ANGLES = {"down": 0.0, "left": np.pi / 2, "right": -np.pi / 2, "up": np.pi}
 
 
 @dataclass(frozen=True)
@@ -83,6 +92,8 @@ def draw_params(seed: int, index: int, rotation: str = "updown") -> ShoeParams:
     rough_phase = tuple(rng.uniform(0, 2 * np.pi, 3))
     if rotation == "full":
         angle = rng.uniform(-np.pi, np.pi)
+    elif rotation == "four":
+        angle = DIRECTION_ANGLES[DIRECTIONS[rng.integers(4)]] + np.deg2rad(rng.normal(0.0, 4.0))
     else:
         angle = (np.pi if rng.random() < 0.5 else 0.0) + np.deg2rad(rng.normal(0.0, 4.0))
     # Fill 55-95% of the frame with the rotated bounding box, then place it inside.
@@ -202,9 +213,44 @@ def _nail_holes(params: Sequence[ShoeParams], size: int) -> np.ndarray:
     return out
 
 
+def direction_of(angle: float) -> int:
+    """The class (index into DIRECTIONS) of a shoe rotated by `angle`: the nearest quarter turn."""
+    quarter = int(np.round(angle / (np.pi / 2))) % 4  # 0: down, 1: left, 2: up, 3: right
+    return DIRECTIONS.index(("down", "left", "up", "right")[quarter])
+
+
+def directions(seed: int, indices: Sequence[int], rotation: str = "four") -> np.ndarray:
+    """The classes of shoes `indices` of set `seed` without drawing them (int64 indices into DIRECTIONS)."""
+    return np.array([direction_of(draw_params(seed, int(i), rotation).angle) for i in indices], dtype=np.int64)
+
+
+# Where a direction (dx, dy), y down, goes under each augmentation of data.transforms: a horizontal
+# flip negates dx, a vertical one dy, and torch.rot90(k=1, dims=(H, W)) sends (x, y) to (y, W-1-x).
+_VECTORS = {"down": (0, 1), "left": (-1, 0), "right": (1, 0), "up": (0, -1)}
+_BY_VECTOR = {v: DIRECTIONS.index(name) for name, v in _VECTORS.items()}
+HFLIP = np.array([_BY_VECTOR[(-dx, dy)] for dx, dy in map(_VECTORS.get, DIRECTIONS)])
+VFLIP = np.array([_BY_VECTOR[(dx, -dy)] for dx, dy in map(_VECTORS.get, DIRECTIONS)])
+TURN = np.array([_BY_VECTOR[(dy, -dx)] for dx, dy in map(_VECTORS.get, DIRECTIONS)])
+
+
+def flipped_directions(labels: np.ndarray, hflip: np.ndarray, vflip: np.ndarray, turns: np.ndarray) -> np.ndarray:
+    """Classes after flipping and turning the images as data.transforms.apply_augmentation does, in its order."""
+    labels = np.where(hflip, HFLIP[labels], labels)
+    labels = np.where(vflip, VFLIP[labels], labels)
+    for k in range(3):  # the k-th of up to three quarter turns
+        labels = np.where(turns > k, TURN[labels], labels)
+    return labels
+
+
 def render(seed: int, indices: Sequence[int], size: int = 32, style: str = "silhouette",
            rotation: str = "updown") -> np.ndarray:
     """Images `indices` of the horseshoe set `seed`: uint8 (N, size, size, 1) or (N, size, size, 3)."""
+    return render_labelled(seed, indices, size, style, rotation)[0]
+
+
+def render_labelled(seed: int, indices: Sequence[int], size: int = 32, style: str = "silhouette",
+                    rotation: str = "updown") -> tuple[np.ndarray, np.ndarray]:
+    """`render`'s images and each shoe's class: the direction its opening faces (int64 indices into DIRECTIONS)."""
     if style not in STYLES:
         raise ValueError(f"unknown horseshoe style {style!r}; choose one of {', '.join(STYLES)}")
     if rotation not in ROTATIONS:
@@ -212,6 +258,7 @@ def render(seed: int, indices: Sequence[int], size: int = 32, style: str = "silh
     if not 16 <= size <= 256:
         raise ValueError(f"horseshoe image size must be between 16 and 256, got {size}")
     params = [draw_params(seed, int(i), rotation) for i in indices]
+    labels = np.array([direction_of(p.angle) for p in params], dtype=np.int64)
     if style == "silhouette":
-        return render_silhouettes(params, size)[..., None]
-    return render_metal(params, size)
+        return render_silhouettes(params, size)[..., None], labels
+    return render_metal(params, size), labels

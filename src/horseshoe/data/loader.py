@@ -6,6 +6,11 @@ larger than the dataset simply spans several epochs. With several processes, ran
 own contiguous B / W of every global batch. Augmentation is decided per stream position by hashing
 (seed, position), so the images seen do not depend on the batch size, on gradient accumulation or
 on how many processes share the work.
+
+Class labels follow the images: the label at a stream position is that image's class, changed as
+the dataset says by the flips decided for that position. With data.balance_classes an epoch is
+classes x (the largest class's size) positions, every class filling its share with its own images
+reshuffled as often as it takes, so a class of 3 images is drawn as often as one of 300.
 """
 
 from __future__ import annotations
@@ -59,20 +64,48 @@ class BatchLoader:
         if self.batch_size % self.world_size:
             raise ValueError(f"batch size {self.batch_size} is not divisible by the {self.world_size} processes")
         self._perm_epoch, self._perm = -1, np.empty(0, np.int64)
+        self._members: list[np.ndarray] | None = None  # each class's images, when balancing
+        if self.config.balance_classes and self.dataset.classes and not self.endless:
+            labels = self.dataset.get_labels(np.arange(len(self.dataset)))
+            self._members = [np.flatnonzero(labels == c) for c in range(len(self.dataset.classes))]
 
     @property
     def endless(self) -> bool:
         return self.dataset.endless
 
+    @property
+    def labelled(self) -> bool:
+        """Whether batches come with class labels."""
+        return bool(self.dataset.classes)
+
+    @property
+    def epoch_length(self) -> int:
+        """Stream positions per epoch: the dataset's size, or classes x the largest class when balancing."""
+        if self._members is not None:
+            return len(self._members) * max(len(m) for m in self._members)
+        return len(self.dataset)
+
     def epochs_done(self) -> float:
         """How many passes over the data the batches so far make (0 for an endless stream)."""
-        return 0.0 if self.endless else self.position * self.batch_size / len(self.dataset)
+        return 0.0 if self.endless else self.position * self.batch_size / self.epoch_length
 
     def _permutation(self, epoch: int) -> np.ndarray:
+        """Dataset indices in the order of epoch `epoch`."""
         if epoch != self._perm_epoch:
-            perm = torch.randperm(len(self.dataset), generator=derived_generator(self.seed, 0, epoch))
-            self._perm_epoch, self._perm = epoch, perm.numpy()
+            perm = torch.randperm(self.epoch_length, generator=derived_generator(self.seed, 0, epoch)).numpy()
+            self._perm_epoch, self._perm = epoch, perm if self._members is None else self._balanced(epoch)[perm]
         return self._perm
+
+    def _balanced(self, epoch: int) -> np.ndarray:
+        """Every class's share of an epoch: its images in fresh random orders, one after another, cut to length."""
+        share = max(len(m) for m in self._members)
+        out = []
+        for c, members in enumerate(self._members):
+            rounds = -(-share // len(members))
+            orders = [torch.randperm(len(members), generator=derived_generator(self.seed, 1, epoch, c, r)).numpy()
+                      for r in range(rounds)]
+            out.append(members[np.concatenate(orders)[:share]])
+        return np.concatenate(out)
 
     def positions(self, batch: int) -> np.ndarray:
         """Stream positions of this rank's share of global batch `batch`."""
@@ -85,18 +118,30 @@ class BatchLoader:
         positions = self.positions(batch)
         if self.endless:
             return positions
-        n = len(self.dataset)
+        n = self.epoch_length
         return np.array([self._permutation(int(p // n))[p % n] for p in positions], dtype=np.int64)
+
+    def next_with_labels(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """This rank's share of the next global batch, augmented, and its int64 class labels (None when
+        unlabelled); advances the position."""
+        k, c = self.position, self.config
+        indices = self.indices(k)
+        images = to_model_range(self.dataset.get_batch(indices))
+        labels = self.dataset.get_labels(indices) if self.labelled else None
+        if c.hflip or c.vflip or c.rot90:
+            augmentation = augmentation_from_bits(hash_positions(self.seed, self.positions(k)), c.hflip, c.vflip,
+                                                  c.rot90)
+            images = apply_augmentation(images, augmentation)
+            if labels is not None:
+                labels = self.dataset.augmented_labels(labels, augmentation)
+        self.position += 1
+        if self.pin_memory:
+            images = images.pin_memory()
+        return images, None if labels is None else torch.from_numpy(labels)
 
     def next_batch(self) -> torch.Tensor:
         """This rank's share of the next global batch, augmented; advances the position."""
-        k, c = self.position, self.config
-        images = to_model_range(self.dataset.get_batch(self.indices(k)))
-        if c.hflip or c.vflip or c.rot90:
-            bits = hash_positions(self.seed, self.positions(k))
-            images = apply_augmentation(images, augmentation_from_bits(bits, c.hflip, c.vflip, c.rot90))
-        self.position += 1
-        return images.pin_memory() if self.pin_memory else images
+        return self.next_with_labels()[0]
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         while True:

@@ -11,7 +11,7 @@ This is the convention of improved-diffusion and diffusers, so timesteps mean th
 """
 
 from horseshoe.diffusion.config import DiffusionConfig
-from horseshoe.diffusion.denoiser import PREDICTIONS, Denoiser, Prediction
+from horseshoe.diffusion.denoiser import NO_CLASS, PREDICTIONS, Denoiser, Guidance, Prediction
 from horseshoe.diffusion.objectives import OBJECTIVES, training_loss
 from horseshoe.diffusion.process import (
     eps_from_v,
@@ -39,6 +39,8 @@ __all__ = [
     "OBJECTIVES",
     "training_loss",
     "Denoiser",
+    "Guidance",
+    "NO_CLASS",
     "Prediction",
     "PREDICTIONS",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from horseshoe.diffusion import process
-from horseshoe.diffusion.denoiser import PREDICTIONS, Network
+from horseshoe.diffusion.denoiser import NO_CLASS, PREDICTIONS, Network
 from horseshoe.diffusion.schedules import NoiseSchedule
 
 OBJECTIVES = PREDICTIONS  # the network is trained on exactly what it is later read as predicting
@@ -34,6 +34,12 @@ def draw_noise(
     return t, eps
 
 
+def drop_labels(labels: torch.Tensor, p: float, uniforms: torch.Tensor) -> torch.Tensor:
+    """Each label replaced by NO_CLASS with probability p (Ho & Salimans 2022, Algorithm 1: p_uncond),
+    decided by one U(0, 1) draw per label, so one network learns both halves of guidance."""
+    return torch.where(uniforms.to(labels.device) < p, NO_CLASS, labels)
+
+
 def loss_from_noise(
     network: Network,
     schedule: NoiseSchedule,
@@ -42,8 +48,9 @@ def loss_from_noise(
     eps: torch.Tensor,
     prediction: str = "eps",
     min_snr_gamma: float | None = None,
+    labels: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Mean over the batch of || target - network(x_t, t) ||^2 per pixel (Ho et al. Eq. 14, 'L_simple')."""
+    """Mean over the batch of || target - network(x_t, t[, labels]) ||^2 per pixel (Ho et al. Eq. 14, 'L_simple')."""
     if prediction not in OBJECTIVES:
         raise ValueError(f"unknown prediction target {prediction!r}; choose one of {', '.join(OBJECTIVES)}")
     if min_snr_gamma is not None and min_snr_gamma <= 0:
@@ -55,7 +62,7 @@ def loss_from_noise(
         target = x0
     else:
         target = process.v_target(schedule, x0, t, eps)
-    out = network(x_t, t)
+    out = network(x_t, t) if labels is None else network(x_t, t, labels)
     dtype = torch.promote_types(target.dtype, torch.float32)  # bf16/fp16 autocast output: compare in float32
     per_example = (out.to(dtype) - target.to(dtype)).pow(2).mean(dim=tuple(range(1, x0.ndim)))
     if min_snr_gamma is not None:

@@ -3,13 +3,19 @@
 A horseshoe here is: one solid white piece (8-connected) with no stray blobs, no enclosed hole, a
 clean black background, and a U shape: a large part of its convex hull is empty (the space between
 the branches), and that empty part opens to the outside on one side.
+
+The side it opens to is where that empty part lies as seen from the shoe's own centre of mass: the
+toe holds the mass, the mouth sits between the heels (`opening`, one of data.horseshoes.DIRECTIONS).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
+from horseshoe.data.horseshoes import DIRECTIONS
 
 _N4 = ((1, 0), (-1, 0), (0, 1), (0, -1))
 _N8 = _N4 + ((1, 1), (1, -1), (-1, 1), (-1, -1))
@@ -76,6 +82,7 @@ class ShapeReport:
     mouth: float  # empty fraction of the convex hull: ~0 for a blob, large for a U
     mouths: int  # separate empty regions of the hull with more than 3% of its area
     grey: float  # fraction of pixels neither black (< 0.15) nor white (> 0.85) away from edges
+    opening: str | None = None  # the side the largest mouth faces (DIRECTIONS), None without a mouth
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -97,11 +104,21 @@ def analyse(image: np.ndarray) -> ShapeReport:
     gaps, n_gaps = label(empty, _N4)
     gap_sizes = np.bincount(gaps.ravel())[1:]
     mouths = int((gap_sizes > 0.03 * max(hull.sum(), 1)).sum())
+    opening = _opening(main, gaps == int(np.argmax(gap_sizes)) + 1) if n_gaps and main.any() else None
     # Grey pixels farther than one pixel from the outline: noise or smears, not anti-aliasing.
     near_edge = _dilate(white) & _dilate(~white)
     grey = float((((image > 0.15) & (image < 0.85)) & ~near_edge).mean())
     return ShapeReport(area=int(white.sum()), pieces=pieces, stray=int(white.sum()) - largest, holes=holes,
-                       mouth=mouth, mouths=mouths, grey=grey)
+                       mouth=mouth, mouths=mouths, grey=grey, opening=opening)
+
+
+def _opening(shoe: np.ndarray, mouth: np.ndarray) -> str:
+    """The side the mouth lies on from the shoe's centre of mass: the axis of the larger offset."""
+    (sy, sx), (my, mx) = (np.argwhere(m).mean(axis=0) for m in (shoe, mouth))
+    dy, dx = my - sy, mx - sx  # y points down
+    if abs(dx) > abs(dy):
+        return "right" if dx > 0 else "left"
+    return "down" if dy > 0 else "up"
 
 
 def _dilate(mask: np.ndarray) -> np.ndarray:
@@ -125,8 +142,21 @@ def is_horseshoe(report: ShapeReport, image_pixels: int) -> bool:
     )
 
 
+def _silhouettes(images: np.ndarray) -> np.ndarray:
+    return images.reshape(images.shape[0], images.shape[1], images.shape[2])
+
+
+def opening_accuracy(images: np.ndarray, wanted: Sequence[str]) -> float:
+    """Share of (N, H, W[, 1]) images in [0, 1] whose opening faces the wanted direction (one per image)."""
+    if len(wanted) != images.shape[0]:
+        raise ValueError(f"{len(wanted)} wanted directions for {images.shape[0]} images")
+    unknown = sorted(set(wanted) - set(DIRECTIONS))
+    if unknown:
+        raise ValueError(f"unknown direction {unknown[0]!r}; directions are {', '.join(DIRECTIONS)}")
+    return float(np.mean([analyse(img).opening == w for img, w in zip(_silhouettes(images), wanted, strict=True)]))
+
+
 def horseshoe_rate(images: np.ndarray) -> float:
     """Fraction of (N, H, W) or (N, H, W, 1) images in [0, 1] that pass is_horseshoe."""
-    images = images.reshape(images.shape[0], images.shape[1], images.shape[2])
-    passed = [is_horseshoe(analyse(img), img.size) for img in images]
+    passed = [is_horseshoe(analyse(img), img.size) for img in _silhouettes(images)]
     return float(np.mean(passed))

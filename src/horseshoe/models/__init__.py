@@ -1,5 +1,5 @@
-"""Networks. They see only (x_t, t): schedules and parameterisations live in horseshoe.diffusion."""
+"""Networks. They see only (x_t, t) and a class label: schedules and parameterisations live in horseshoe.diffusion."""
 
-from horseshoe.models.unet import UNet, UNetConfig
+from horseshoe.models.unet import NO_CLASS, UNet, UNetConfig
 
-__all__ = ["UNet", "UNetConfig"]
+__all__ = ["NO_CLASS", "UNet", "UNetConfig"]

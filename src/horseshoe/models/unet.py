@@ -1,4 +1,7 @@
-"""The U-Net of Ho et al. 2020 (the PixelCNN++-style backbone) with scale-shift time conditioning."""
+"""The U-Net of Ho et al. 2020 (the PixelCNN++-style backbone) with scale-shift time conditioning,
+and optionally a class: a learned embedding added to the time embedding (Dhariwal & Nichol 2021, ADM;
+diffusers' num_class_embeds), with one extra entry for "no class" (label NO_CLASS = -1), so that one
+network is both conditional and unconditional (Ho & Salimans 2022)."""
 
 from __future__ import annotations
 
@@ -10,6 +13,8 @@ from torch import nn
 
 from horseshoe.models.layers import Downsample, ResBlock, SelfAttention, Upsample, timestep_embedding, zero_init
 
+NO_CLASS = -1  # the label of an image without a class: the unconditional half of classifier-free guidance
+
 
 @dataclass(frozen=True)
 class UNetConfig:
@@ -20,8 +25,9 @@ class UNetConfig:
     residual blocks are followed by self-attention; the middle block always has it. patch_size p > 1
     folds each p x p patch into channels before the first convolution and unfolds after the last
     (pixel unshuffle / shuffle, lossless): the network then works at 1/p of the image size, p^2
-    times cheaper per level, as in Hoogeboom et al. 2023 ("simple diffusion"). The defaults are the
-    demo's, measured on a 2-core CPU (README): widths 64-128-128, attention in the middle only.
+    times cheaper per level, as in Hoogeboom et al. 2023 ("simple diffusion"). num_classes > 0 adds
+    a class embedding (training sets it from the data's classes; 0: unconditional). The defaults are
+    the demo's, measured on a 2-core CPU (README): widths 64-128-128, attention in the middle only.
     """
 
     base_channels: int = 64
@@ -32,6 +38,7 @@ class UNetConfig:
     norm_groups: int = 32
     head_channels: int = 64
     patch_size: int = 2
+    num_classes: int = 0
 
     def __post_init__(self) -> None:
         if self.base_channels < 1 or not self.channel_mults or min(self.channel_mults) < 1:
@@ -48,6 +55,8 @@ class UNetConfig:
             raise ValueError(f"model.head_channels must be >= 1, got {self.head_channels}")
         if self.patch_size < 1:
             raise ValueError(f"model.patch_size must be >= 1, got {self.patch_size}")
+        if self.num_classes < 0:
+            raise ValueError(f"model.num_classes must be >= 0 (0: no classes), got {self.num_classes}")
 
     @property
     def widths(self) -> tuple[int, ...]:
@@ -90,7 +99,7 @@ class _Level(nn.Module):
 
 
 class UNet(nn.Module):
-    """eps/x0/v-predicting U-Net: forward(x_t (B, C, H, W), t (B,)) -> (B, C, H, W).
+    """eps/x0/v-predicting U-Net: forward(x_t (B, C, H, W), t (B,), labels (B,) or None) -> (B, C, H, W).
 
     image_shape (C, H, W) fixes the channels in and out and where attention_resolutions fall.
     """
@@ -144,28 +153,46 @@ class UNet(nn.Module):
 
         self.norm_out = nn.GroupNorm(g, ch)
         self.conv_out = zero_init(nn.Conv2d(ch, channels * p2, 3, padding=1))
+        # Made last, so every other weight is initialised as in an unconditional network of the same seed.
+        # Row num_classes is "no class"; N(0, 1) rows, as ADM's and diffusers' nn.Embedding.
+        self.class_embed = nn.Embedding(cfg.num_classes + 1, emb_ch) if cfg.num_classes else None
 
-    def check_input(self, x: torch.Tensor, t: torch.Tensor) -> None:
-        """Raise ValueError naming the problem if x is not (B, C, H, W) with H, W divisible, t not (B,)."""
+    def check_input(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> None:
+        """Raise ValueError naming the problem if x is not (B, C, H, W) with H, W divisible, t not (B,),
+        or labels not (B,) integers for a network with classes."""
         cfg, channels = self.config, self.image_shape[0]
         if x.ndim != 4 or x.shape[1] != channels:
             raise ValueError(f"expected input of shape (B, {channels}, H, W), got {tuple(x.shape)}")
         cfg.check_size(*x.shape[-2:])
         if t.shape != (x.shape[0],):
             raise ValueError(f"expected t of shape ({x.shape[0]},), got {tuple(t.shape)}")
+        if labels is None:
+            return
+        if not cfg.num_classes:
+            raise ValueError("this network has no classes (model.num_classes = 0); pass labels=None")
+        # Their values are not read here (that would wait for the device every call): an index out of
+        # 0..num_classes-1 and NO_CLASS fails in the embedding.
+        if labels.shape != (x.shape[0],) or labels.dtype not in (torch.int64, torch.int32):
+            raise ValueError(f"expected integer labels of shape ({x.shape[0]},), got {labels.dtype} "
+                             f"{tuple(labels.shape)}")
 
-    def embed(self, t: torch.Tensor) -> torch.Tensor:
-        """The one conditioning vector every residual block reads: (B,) timesteps -> (B, 4 base_channels).
+    def embed(self, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """The one conditioning vector every residual block reads: (B,) timesteps and classes -> (B, 4 base_channels).
 
-        Further conditioning (a class label, augmentation parameters) is to be added here, to this
-        vector, so that no layer's signature changes.
+        The class embedding is added to the time embedding (ADM's label_emb); labels None, or NO_CLASS
+        entries, read the "no class" row. Further conditioning goes here too, so no layer changes.
         """
         # The embedding follows the weights' dtype, so a network cast to bf16 runs without autocast.
-        return self.time_mlp(timestep_embedding(t, self.config.base_channels).to(self.conv_in.weight.dtype))
+        emb = self.time_mlp(timestep_embedding(t, self.config.base_channels).to(self.conv_in.weight.dtype))
+        if self.class_embed is None:
+            return emb
+        no_class = self.config.num_classes
+        rows = torch.full_like(t, no_class) if labels is None else torch.where(labels == NO_CLASS, no_class, labels)
+        return emb + self.class_embed(rows.to(device=emb.device, dtype=torch.int64)).to(emb.dtype)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        self.check_input(x, t)
-        emb = self.embed(t)
+    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        self.check_input(x, t, labels)
+        emb = self.embed(t, labels)
         p = self.config.patch_size
         h = self.conv_in(F.pixel_unshuffle(x, p) if p > 1 else x)
         skips = [h]

@@ -81,6 +81,13 @@ def sample(denoiser: Denoiser, x_T: torch.Tensor, config: SampleConfig, generato
     return last.x_prev
 
 
+def guided(denoiser: Denoiser, labels: torch.Tensor | None, config: SampleConfig) -> Denoiser:
+    """The denoiser asked for class `labels` with the config's guidance (itself when labels is None)."""
+    if labels is None:
+        return denoiser
+    return denoiser.conditioned(labels, config.guidance, config.guidance_interval)
+
+
 def generate(
     denoiser: Denoiser,
     count: int,
@@ -89,12 +96,14 @@ def generate(
     seed: int = 0,
     batch_size: int = 64,
     device: torch.device | str = "cpu",
+    labels: torch.Tensor | None = None,
     progress: str | None = None,
 ) -> torch.Tensor:
     """Draw `count` images (C, H, W) in batches: float32 on the CPU, in [-1, 1] if clip_x0.
 
     x_T for all images comes from one CPU generator seeded with `seed` (the same noise on every
     device); per-step noise from a per-batch generator, so a seed and batch size reproduce a sample.
+    labels (count,): the class of each image, guided by config.guidance (None: no class).
     Run it under the model's autocast context for mixed precision. With `progress` (its label), a
     progress bar over all steps on a terminal.
     """
@@ -102,6 +111,8 @@ def generate(
 
     if count <= 0 or batch_size <= 0:
         raise ValueError(f"count and batch size must be positive, got {count} and {batch_size}")
+    if labels is not None and labels.shape != (count,):
+        raise ValueError(f"expected {count} labels, got shape {tuple(labels.shape)}")
     device = torch.device(device)
     x_T = initial_noise((count, *image_shape), torch.Generator().manual_seed(seed))
     steps = len(sampler_timesteps(denoiser.schedule, config))
@@ -111,7 +122,9 @@ def generate(
     with bar:
         for start in range(0, count, batch_size):
             g = torch.Generator(device).manual_seed(seed + 1 + start)
-            for last in iterate(denoiser, x_T[start:start + batch_size].to(device), config, g):  # noqa: B007
+            batch = None if labels is None else labels[start:start + batch_size]
+            steps = iterate(guided(denoiser, batch, config), x_T[start:start + batch_size].to(device), config, g)
+            for last in steps:  # noqa: B007
                 bar.update(1)  # the last record's x_prev is the sample
             out.append(last.x_prev.float().cpu())
     return torch.cat(out)
@@ -126,6 +139,7 @@ __all__ = [
     "Steps",
     "ddim_invert",
     "get_sampler",
+    "guided",
     "initial_noise",
     "iterate",
     "make_timesteps",

@@ -21,6 +21,12 @@ class SampleConfig:
     One sampler's or one spacing's own options: rho (karras spacing; more steps at low noise as it
     grows), eta (ddim: 0 deterministic, 1 the ancestral step), ddpm_variance (ddpm: sigma_t^2 is
     beta tilde, 'posterior', or beta_t, 'beta'). count and seed are the run's sample grids.
+    guidance: the classifier-free guidance scale w for a run with classes, asked for a class
+    (uncond + w (cond - uncond): 0 ignores the class, 1 is the conditional model alone);
+    guidance_interval: [sigma_lo, sigma_hi], guide only at noise levels in between and use the
+    conditional model elsewhere (None: guide at every step); see horseshoe.diffusion.Guidance.
+    w = 2 on [0.3, 5] was measured on the four-direction horseshoes: the accuracy of w = 2 everywhere
+    (99.6% against 100%) at about the per-class SWD of w = 1 (32 against 55; README, "Classes and guidance").
     The defaults are the demo's, measured on its model (README, "Which sampler, how many steps").
     """
 
@@ -34,6 +40,8 @@ class SampleConfig:
     ddpm_variance: str = "posterior"  # ddpm only
     count: int = 64
     seed: int = 0
+    guidance: float = 2.0
+    guidance_interval: tuple[float, float] | None = (0.3, 5.0)
 
     def __post_init__(self) -> None:
         from horseshoe.sampling import SAMPLERS  # the registry imports the samplers, which import this
@@ -52,12 +60,19 @@ class SampleConfig:
             raise ValueError(f"sample.rho must be a positive number, got {self.rho}")
         if not 0 <= self.eta < 1e3:
             raise ValueError(f"sample.eta must be a number >= 0, got {self.eta}")
+        if not 0 <= self.guidance < 1e3:
+            raise ValueError(f"sample.guidance must be a number >= 0, got {self.guidance}")
+        interval = self.guidance_interval
+        if interval is not None and not (len(interval) == 2 and 0 <= interval[0] < interval[1]):
+            raise ValueError(f"sample.guidance_interval must be [sigma_lo, sigma_hi] with 0 <= sigma_lo < sigma_hi, "
+                             f"got {list(interval)}")
         if self.ddpm_variance not in DDPM_VARIANCES:
             raise ValueError(f"sample.ddpm_variance must be one of {', '.join(DDPM_VARIANCES)}, "
                              f"got {self.ddpm_variance!r}")
 
     def for_sampler(self, schedule: NoiseSchedule, sampler: str | None = None, steps: int | None = None,
-                    eta: float | None = None, spacing: str | None = None) -> SampleConfig:
+                    eta: float | None = None, spacing: str | None = None,
+                    guidance: float | None = None) -> SampleConfig:
         """This config with another sampler and the given options over its own.
 
         Without `steps` it keeps self.steps (fewer when the schedule has fewer usable timesteps),
@@ -72,4 +87,5 @@ class SampleConfig:
             own = usable if self.steps is None else min(self.steps, usable)
             steps = usable if sampler == "ddpm" != self.sampler else own
         return dataclasses.replace(self, sampler=sampler, steps=steps, spacing=spacing or self.spacing,
-                                   eta=self.eta if eta is None else eta)
+                                   eta=self.eta if eta is None else eta,
+                                   guidance=self.guidance if guidance is None else guidance)

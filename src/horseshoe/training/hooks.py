@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from horseshoe.data import class_counts
 from horseshoe.training.runlog import RunLog
 from horseshoe.training.trainer import Hook, StepResult, Trainer, TrainResult
 
 
 class LogHook(Hook):
-    """RUN/config.json, and RUN/metrics.jsonl: start, a record every train.log_every steps, end.
+    """RUN/config.json, and RUN/metrics.jsonl: start (with the images per class of a run with classes), a
+    record every train.log_every steps, end.
 
     A record's loss and images/s are over the steps since the previous record (the training steps
     alone: evaluations and checkpoints are not counted); the progress bar shows the same numbers.
@@ -31,9 +33,12 @@ class LogHook(Hook):
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.json").write_text(trainer.config.to_json())
             self.log = RunLog(self.run_dir, tensorboard=trainer.config.train.tensorboard)
-            self.log.write({"event": "start" if trainer.step == 0 else "resume", "step": trainer.step,
-                            "device": str(trainer.device), "precision": trainer.precision,
-                            "processes": trainer.world.world_size, **trainer.device_settings})
+            record = {"event": "start" if trainer.step == 0 else "resume", "step": trainer.step,
+                      "device": str(trainer.device), "precision": trainer.precision,
+                      "processes": trainer.world.world_size, **trainer.device_settings}
+            if trainer.conditional:  # images per class (null for the endless horseshoe stream)
+                record["classes"] = class_counts(trainer.state.dataset)
+            self.log.write(record)
         self.bar = tqdm(total=trainer.total_steps(), initial=trainer.step, disable=not (main and self.progress),
                         unit="step", dynamic_ncols=True)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from horseshoe.config import Config, from_dict, incompatibility
+from horseshoe.config import Config, from_dict, incompatibility, with_classes
 from horseshoe.data import BatchLoader, build_dataset
 from horseshoe.models import UNet
 from horseshoe.training import checkpoint
@@ -16,14 +16,18 @@ class TrainState:
     """Model, EMA, AdamW, gradient scaler, data position, random streams, counters; state_dict(), load_state_dict().
 
     The loader yields this process's share of each global batch of `micro_batch` images; `noise`
-    draws t and eps for the whole global batch, on the training device. The gradient scaler is on
+    draws t and eps (and which labels to drop) for the whole global batch, on the training device.
+    `config` is the one given with the data's classes filled in (config.with_classes): the model
+    has a class embedding exactly when the data has classes. The gradient scaler is on
     for fp16 only (bf16 has float32's range; a disabled scaler passes everything through unchanged).
     """
 
     def __init__(self, config: Config, device: torch.device, world: World, micro_batch: int,
                  precision: str = "fp32") -> None:
         tc = config.train
-        self.config, self.device = config, device
+        self.dataset = build_dataset(config.data)  # first: its classes decide the model
+        self.config, self.device = with_classes(config, tuple(self.dataset.classes)), device
+        config = self.config
         torch.manual_seed(tc.seed)  # the same initial weights in every process
         self.model = UNet(config.model, config.data.shape).to(device)
         if tc.channels_last:
@@ -31,7 +35,6 @@ class TrainState:
         self.ema = EMA(self.model, tc.ema_half_life_images, tc.ema_warmup_ratio)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=tc.lr, betas=tc.betas,
                                            weight_decay=tc.weight_decay, fused=device.type in ("cpu", "cuda"))
-        self.dataset = build_dataset(config.data)
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
         self.loader = BatchLoader(self.dataset, config.data, micro_batch, seed=tc.seed, rank=world.rank,
                                   world_size=world.world_size, pin_memory=device.type == "cuda")

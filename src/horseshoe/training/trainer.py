@@ -21,7 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from horseshoe.config import Config
 from horseshoe.diffusion import Denoiser
-from horseshoe.diffusion.objectives import draw_noise, loss_from_noise
+from horseshoe.diffusion.objectives import draw_noise, drop_labels, loss_from_noise
 from horseshoe.runtime import autocast, pick_device, resolve_precision, setup_device
 from horseshoe.sampling import generate
 from horseshoe.training import checkpoint, distributed
@@ -110,6 +110,7 @@ class Trainer:
         self.micro_batch = tc.batch_size // tc.grad_accum  # global images per micro-step
         self.schedule = config.diffusion.make_schedule()
         self.state = TrainState(config, self.device, self.world, self.micro_batch, self.precision)
+        self.config = self.state.config  # with the data's classes
         self.network = self.state.model
         if self.world.distributed:
             self.network = DistributedDataParallel(self.state.model, device_ids=[self.device.index]
@@ -136,7 +137,7 @@ class Trainer:
         if self.state.loader.endless:
             raise ValueError("train.epochs needs a dataset of fixed size; the horseshoe stream (data.count=none) "
                              "has no epochs: use train.steps")
-        return math.ceil(tc.epochs * len(self.state.dataset) / tc.batch_size)
+        return math.ceil(tc.epochs * self.state.loader.epoch_length / tc.batch_size)
 
     def plan_time_budget(self, started: float) -> int:
         """Train the first steps of a time budget, time them, and fix the step count that fits the rest.
@@ -178,19 +179,25 @@ class Trainer:
         started, tc, d, st = self.clock(), self.config.train, self.config.data, self.state
         share = self.micro_batch // self.world.world_size
         # Noise for the whole global batch, of which each micro-step and process takes its rows: the
-        # same draws for any grad_accum and any number of processes.
+        # same draws for any grad_accum and any number of processes. A run with classes draws one
+        # more uniform per image, after t and eps, to drop labels; a run without draws nothing more.
         t_all, eps_all = draw_noise(self.schedule, (tc.batch_size, *d.shape), st.noise)
+        u_all = torch.rand(tc.batch_size, generator=st.noise, device=st.noise.device) if self.conditional else None
         loss_sum = torch.zeros((), device=self.device)
         for micro in range(tc.grad_accum):
-            x0 = st.loader.next_batch().to(self.device, non_blocking=True)
+            x0, labels = st.loader.next_with_labels()
+            x0 = x0.to(self.device, non_blocking=True)
             if tc.channels_last:
                 x0 = x0.contiguous(memory_format=torch.channels_last)
             rows = slice(micro * self.micro_batch + self.world.rank * share,
                          micro * self.micro_batch + (self.world.rank + 1) * share)
+            if u_all is not None:
+                labels = drop_labels(labels.to(self.device), tc.label_dropout, u_all[rows])
             sync = self.world.distributed and micro < tc.grad_accum - 1
             with (self.network.no_sync() if sync else contextlib.nullcontext()), autocast(self.device, self.precision):
                 loss = loss_from_noise(self.network, self.schedule, x0, t_all[rows], eps_all[rows],
-                                       self.config.diffusion.prediction, self.config.diffusion.min_snr_gamma)
+                                       self.config.diffusion.prediction, self.config.diffusion.min_snr_gamma,
+                                       labels if u_all is not None else None)
             st.scaler.scale(loss / tc.grad_accum).backward()  # a disabled scaler (not fp16) returns its input
             loss_sum += loss.detach() / tc.grad_accum
         loss_value = float(distributed.mean(loss_sum, self.world))
@@ -220,13 +227,18 @@ class Trainer:
         st.ema.update(st.model, tc.batch_size, st.images_seen)
         return StepResult(st.step, loss_value, self.clock() - started, lr, grad_norm)
 
-    def ema_samples(self, count: int, progress: str | None = None) -> torch.Tensor:
-        """`count` samples from the EMA weights with the run's sampler settings and seed."""
+    @property
+    def conditional(self) -> bool:
+        """Whether the run has classes (the model a class embedding, the batches labels)."""
+        return self.config.model.num_classes > 0
+
+    def ema_samples(self, count: int, labels: torch.Tensor | None = None, progress: str | None = None) -> torch.Tensor:
+        """`count` samples from the EMA weights with the run's sampler settings and seed (of class `labels`)."""
         sc = self.config.sample
         denoiser = Denoiser(self.state.ema.model, self.schedule, self.config.diffusion.prediction)
         with autocast(self.device, self.precision):
             return generate(denoiser, count, self.config.data.shape, sc.for_sampler(self.schedule),
-                            seed=sc.seed, device=self.device, progress=progress)
+                            seed=sc.seed, device=self.device, labels=labels, progress=progress)
 
     # ---- the loop ------------------------------------------------------------------------------
 

@@ -47,13 +47,15 @@ def display_scale(height: int, target: int = 96) -> int:
     return max(1, round(target / height))
 
 
-def save_samples(images: np.ndarray, folder: str | Path, npz: bool = False) -> list[Path]:
-    """grid.png plus one PNG per image (000.png, 001.png, ...) and optionally samples.npz, in folder."""
+def save_samples(images: np.ndarray, folder: str | Path, npz: bool = False, columns: int | None = None,
+                 arrays: dict[str, np.ndarray] | None = None) -> list[Path]:
+    """grid.png plus one PNG per image (000.png, 001.png, ...) and optionally samples.npz (the images and
+    any further `arrays`, such as labels), in folder."""
     folder = Path(folder)
-    paths = [save_png(make_grid(images, scale=display_scale(images.shape[1])), folder / "grid.png")]
+    paths = [save_png(make_grid(images, columns=columns, scale=display_scale(images.shape[1])), folder / "grid.png")]
     width = max(3, len(str(len(images) - 1)))
     paths += [save_png(image, folder / f"{i:0{width}d}.png") for i, image in enumerate(images)]
     if npz:
-        np.savez_compressed(folder / "samples.npz", images=images)
+        np.savez_compressed(folder / "samples.npz", images=images, **(arrays or {}))
         paths.append(folder / "samples.npz")
     return paths

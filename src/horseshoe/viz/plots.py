@@ -97,3 +97,23 @@ def plot_sweep(rows: list[tuple[str, int, float, float]], path: str | Path) -> P
         ax.grid(alpha=0.3)
         ax.legend()
     return _save(plt, fig, path)
+
+
+def plot_guidance(rows: list[tuple[float, float, float | None]], path: str | Path) -> Path:
+    """Per-class SWD (and the class accuracy, where measured) against the guidance scale w.
+
+    rows: (w, SWD x1e3 averaged over classes, accuracy or None) per scale.
+    """
+    plt = _pyplot()
+    rows = sorted(rows)
+    fig, ax = plt.subplots(figsize=(6, 3.8), dpi=110)
+    ax.plot([r[0] for r in rows], [r[1] for r in rows], "o-", color="#1f4e79", label="SWD x1e3 (per class)")
+    ax.set_xlabel("guidance scale w (0: no class, 1: conditional)")
+    ax.set_ylabel("SWD x1e3 (lower is better)")
+    ax.grid(alpha=0.3)
+    if all(r[2] is not None for r in rows):
+        ax2 = ax.twinx()
+        ax2.plot([r[0] for r in rows], [100 * r[2] for r in rows], "s--", color="#c0504d", label="class accuracy")
+        ax2.set_ylabel("class accuracy (%)", color="#c0504d")
+    ax.legend(loc="upper center")
+    return _save(plt, fig, path)
