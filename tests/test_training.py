@@ -198,15 +198,15 @@ class FakeClock:
 
     def __init__(self, trainer, per_step: float, later: float | None = None, after: int = 0) -> None:
         self.now, self.steps = 0.0, 0
-        draw = trainer.state.loader.next_batch
+        draw = trainer.state.loader.next_with_labels
 
-        def next_batch():
+        def next_with_labels():
             self.steps += 1
             self.now += later if later is not None and self.steps > after else per_step
             return draw()
 
         trainer.clock = lambda: self.now
-        trainer.state.loader.next_batch = next_batch
+        trainer.state.loader.next_with_labels = next_with_labels
 
 
 def test_a_time_budget_plans_its_steps_and_ends_with_the_schedule_at_its_end(tmp_path):

@@ -281,7 +281,7 @@ def sweep(run: LoadedRun, options: EvalOptions, reference: SWDReference, out_dir
         config = run.sampler(name, steps, options.eta)
         started = time.perf_counter()
         samples = run.generate(config, options.count, options.seed, options.batch_size,
-                               f"sweep {name} {config.steps}" if options.progress else None)
+                               progress=f"sweep {name} {config.steps}" if options.progress else None)
         seconds = time.perf_counter() - started
         rows.append(SweepRow(name, config.steps, seconds, quality(samples, reference, run.config)))
     plot_sweep([(r.sampler, r.steps, r.seconds, r.quality.swd.mean) for r in rows], out_dir / "sweep.png")
@@ -314,7 +314,7 @@ def evaluate(run_dir: str | Path, options: EvalOptions, weights: str = "ema") ->
     config = run.sampler(options.sampler, options.steps, options.eta)
     started = time.perf_counter()
     samples = run.generate(config, options.count, options.seed, options.batch_size,
-                           "samples" if options.progress else None)
+                           progress="samples" if options.progress else None)
     sampling_seconds = time.perf_counter() - started
     found_quality = quality(samples, swd_reference, run.config)
     floor = real_floor(run.config, options)

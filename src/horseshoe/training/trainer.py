@@ -150,7 +150,7 @@ class Trainer:
         seconds = [self.train_step(total_steps=2**62).seconds for _ in range(probe)]
         per_step = float(distributed.mean(torch.tensor(statistics.median(seconds[1:])), self.world))  # 1st: warm-up
         left = 60 * tc.minutes - (self.clock() - started)
-        self.state.planned_steps = self.step + max(0, int(0.85 * left / per_step))
+        self.state.planned_steps = self.step + max(0, int(0.85 * left / max(per_step, 1e-6)))
         return self.state.planned_steps
 
     def resume(self, path: str | Path) -> Path:
