@@ -61,7 +61,7 @@ def test_export_holds_the_weights_alone_and_samples_the_same_images(tmp_path, ca
 
     run, model = tmp_path / "run", tmp_path / "model"
     assert main(["train", "--out", str(run), "--steps", "2", "--no-progress", *cli_args()]) == 0
-    assert main(["export", str(run), str(model)]) == 0
+    assert main(["export", str(run), "--out", str(model)]) == 0
     assert sorted(p.name for p in model.iterdir()) == ["config.json", "ema.safetensors", "state.json"]
     for source in (run, model):
         assert main(["sample", str(source), "--count", "3", "--npz", "--out", str(tmp_path / source.name / "s"),
@@ -69,7 +69,8 @@ def test_export_holds_the_weights_alone_and_samples_the_same_images(tmp_path, ca
     same = [np.load(tmp_path / name / "s" / "samples.npz")["images"] for name in ("run", "model")]
     assert np.array_equal(*same)
     capsys.readouterr()
-    assert main(["export", str(run), str(model)]) == 2  # never over something
-    assert "already exists and is not empty" in capsys.readouterr().err
+    assert main(["export", str(run), str(model)]) == 2  # never over something (the folder as before --out)
+    err = capsys.readouterr().err
+    assert "deprecated: use --out" in err and "already exists and is not empty" in err
     assert main(["train", "--out", str(tmp_path / "again"), "--resume", str(model)]) == 2
     assert "model.safetensors" in capsys.readouterr().err  # an export is for sampling, not for resuming

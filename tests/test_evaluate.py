@@ -45,7 +45,7 @@ def test_evaluate_with_inception_weights_and_a_reference_folder(run_dir, tmp_pat
     torch.manual_seed(0)
     weights = tmp_path / "inception.pth"
     torch.save(FIDInception().state_dict(), weights)
-    assert main(["data", "export", "--count", "6", str(tmp_path / "ref"), "--set", "data.image_size=16",
+    assert main(["data", "export", "--count", "6", "--out", str(tmp_path / "ref"), "--set", "data.image_size=16",
                  "--set", "data.seed=5"]) == 0
     assert main(["evaluate", str(run_dir), *FAST, "--reference", str(tmp_path / "ref"),
                  "--inception-weights", str(weights)]) == 0

@@ -77,7 +77,7 @@ def test_animate_with_x0_beside(run_dir, tmp_path):
 
 def test_denoise_picture_layout(run_dir, tmp_path):
     out = tmp_path / "d.png"
-    assert main(["denoise", str(run_dir), "--samples", "3", "--columns", "4", "--steps", "10",
+    assert main(["denoise", str(run_dir), "--count", "3", "--columns", "4", "--steps", "10",
                  "--out", str(out)]) == 0
     width, height = grid_size(6, 4)  # x_t and x0_hat rows per sample, 4 chosen steps
     assert size_of(out) == (width + 44, height + 16)  # row labels left, column labels below
@@ -85,7 +85,7 @@ def test_denoise_picture_layout(run_dir, tmp_path):
 
 def test_noise_picture_layout(tmp_path):
     out = tmp_path / "n.png"
-    assert main(["noise", "--rows", "3", "--timesteps", "0,10,500,999", "--out", str(out),
+    assert main(["noise", "--count", "3", "--timesteps", "0,10,500,999", "--out", str(out),
                  "--set", "data.image_size=16", "--set", "data.count=8"]) == 0
     width, height = grid_size(3, 5)
     assert size_of(out) == (width, height + 16)

@@ -42,17 +42,63 @@ def add_sampler_options(parser: argparse.ArgumentParser, steps_help: str = "the 
     from horseshoe.sampling import SAMPLERS
 
     parser.add_argument("--sampler", help=f"one of {', '.join(SAMPLERS)} (default: the run's sample.sampler)")
-    parser.add_argument("--steps", type=positive_int, help=f"network evaluations (default: {steps_help})")
+    parser.add_argument("--steps", type=positive_int, help=f"{SAMPLER_STEPS} (default: {steps_help})")
     parser.add_argument("--eta", type=float, help="DDIM noise scale, 0 = deterministic (default: the run's sample.eta)")
     parser.add_argument("--spacing",
                         help="timestep spacing: trailing, leading, linspace or karras (default: the run's)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the initial noise")
-    parser.add_argument("--weights", default="ema", help="'ema' (averaged) or 'model' (raw) weights")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    add_run_options(parser)
     if batch_size:
-        parser.add_argument("--batch-size", type=positive_int, default=64, help="images per network call (memory)")
+        add_batch_size_option(parser)
     add_class_options(parser)
     add_sample_set_option(parser)
+
+
+# The words the flags' help texts share, so that one flag means one thing in every command
+# (tests/test_cli_vocabulary.py holds them to it; README "Command line" says it to users).
+SAMPLER_STEPS = "sampler steps, one network evaluation each"
+OPTIMIZER_STEPS = "optimizer steps"
+DEVICES = "auto, cpu, cuda, cuda:N or mps"
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """--weights and --device: which of a trained run's weights to load, and where."""
+    parser.add_argument("--weights", default="ema", choices=["ema", "model"],
+                        help="'ema' (averaged) or 'model' (raw) weights")
+    parser.add_argument("--device", default="auto", help=DEVICES)
+
+
+def add_batch_size_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="images per network call (memory)")
+
+
+def add_out_option(parser: argparse.ArgumentParser, default: str | None, what: str, folder: bool) -> None:
+    """--out: where the command writes, a folder (several files) or a file (one picture), said in its help."""
+    kind = "folder" if folder else "file"
+    required = "" if default is not None else " (required)"
+    parser.add_argument("--out", default=default, metavar="DIR" if folder else "FILE",
+                        help=f"{kind} to write: {what}{required}")
+
+
+def add_legacy_out_positional(parser: argparse.ArgumentParser) -> None:
+    """The folder as a positional argument, as before --out: still read, with a warning; not in --help."""
+    parser.add_argument("legacy_out", nargs="?", metavar="DIR", help=argparse.SUPPRESS)
+
+
+def required_out(args: argparse.Namespace) -> str:
+    """--out, or the deprecated positional folder (with a warning); a one-line error without either."""
+    legacy = getattr(args, "legacy_out", None)
+    if legacy is not None and args.out is not None:
+        raise ValueError(f"give the folder once: --out {args.out} and {legacy!r} as well")
+    if legacy is not None:
+        import warnings
+
+        warnings.warn(f"the folder as a positional argument is deprecated: use --out {legacy}", FutureWarning,
+                      stacklevel=2)
+        return legacy
+    if args.out is None:
+        raise ValueError("--out DIR is required: the folder to write")
+    return args.out
 
 
 def add_class_options(parser: argparse.ArgumentParser, several: bool = True) -> None:
@@ -92,13 +138,14 @@ def add_sample_set_option(parser: argparse.ArgumentParser) -> None:
                         help="override one of the run's sample settings, e.g. --set sample.lambda_min=none")
 
 
-def add_config_options(parser: argparse.ArgumentParser, data: bool = True) -> None:
-    """--config FILE.toml, --set section.key=value (repeatable) and --data DIR."""
+def add_config_options(parser: argparse.ArgumentParser, data: bool = True, trains: bool = False) -> None:
+    """--config FILE.toml, --set section.key=value (repeatable) and --data DIR (training data only if trains)."""
     parser.add_argument("--config", metavar="FILE.toml", help="config file applied over the defaults")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override one config value, e.g. --set train.batch_size=16 (repeatable)")
     if data:
-        parser.add_argument("--data", metavar="DIR", help="folder of images to train on (default: built-in horseshoes)")
+        what = "folder of images to train on" if trains else "folder of images"
+        parser.add_argument("--data", metavar="DIR", help=f"{what} (default: built-in horseshoes)")
 
 
 def config_from_args(args: argparse.Namespace, base: Config | None = None,

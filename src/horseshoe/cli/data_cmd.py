@@ -9,10 +9,13 @@ import numpy as np
 from horseshoe.cli.common import (
     add_command,
     add_config_options,
+    add_legacy_out_positional,
+    add_out_option,
     config_from_args,
     output_dir,
     output_file,
     positive_int,
+    required_out,
 )
 from horseshoe.data import first_images, first_labelled
 from horseshoe.viz.grid import display_scale, make_grid, save_png
@@ -23,14 +26,15 @@ def register(subparsers) -> None:
     commands = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     preview = add_command(commands, "preview", "write a grid PNG of the dataset",
                           "horseshoe data preview --count 64 --out preview.png")
-    preview.add_argument("--count", type=positive_int, default=64, help="images in the grid")
-    preview.add_argument("--out", default="data-preview.png", help="PNG file to write")
+    preview.add_argument("--count", type=positive_int, default=64, help="how many images, in a grid")
+    add_out_option(preview, "data-preview.png", "the grid, a PNG", folder=False)
     add_config_options(preview)
     preview.set_defaults(run_command=run_preview)
     export = add_command(commands, "export", "write the dataset's images as PNG files (a subfolder per class "
-                         "when it has classes)", "horseshoe data export --count 500 horseshoes/")
+                         "when it has classes)", "horseshoe data export --count 500 --out horseshoes/")
     export.add_argument("--count", type=positive_int, default=100, help="how many images")
-    export.add_argument("dir", help="folder to write 000000.png, 000001.png, ... into (DIR/CLASS/... with classes)")
+    add_out_option(export, None, "000000.png, 000001.png, ... (DIR/CLASS/... with classes)", folder=True)
+    add_legacy_out_positional(export)
     add_config_options(export)
     export.set_defaults(run_command=run_export)
 
@@ -49,7 +53,7 @@ def run_preview(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     images, labels, classes = first_labelled(config_from_args(args).data, args.count)
-    folder = output_dir(args.dir)
+    folder = output_dir(required_out(args))
     for i, image in enumerate(images):  # class folders as `train --data` reads them back
         save_png(image, (folder / classes[labels[i]] if classes else folder) / f"{i:06d}.png")
     where = f" in {len(classes)} class folders ({', '.join(classes)})" if classes else ""

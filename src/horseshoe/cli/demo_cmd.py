@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from horseshoe.cli.common import add_command, output_dir
+from horseshoe.cli.common import add_command, add_out_option, output_dir
 
 
 def register(subparsers) -> None:
     p = add_command(subparsers, "demo", "train on the built-in horseshoes (~5 min on 2 CPU cores) and draw "
                     "samples, noising/denoising pictures, a GIF, the loss curve and index.html",
                     "horseshoe demo --out runs/demo")
-    p.add_argument("--out", default="runs/demo", help="run directory; an earlier demo there is continued")
+    add_out_option(p, "runs/demo", "the run directory; an earlier demo there is continued", folder=True)
     p.add_argument("--fresh", action="store_true", help="delete an earlier demo in --out and start over")
     p.add_argument("--gallery", metavar="DIR", help="also copy the pictures into DIR (the README's docs/)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",

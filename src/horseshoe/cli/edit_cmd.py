@@ -9,7 +9,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from horseshoe.cli.common import add_command, add_sample_set_option, add_sampler_options, output_file, positive_int
+from horseshoe.cli.common import (
+    SAMPLER_STEPS,
+    add_command,
+    add_out_option,
+    add_run_options,
+    add_sample_set_option,
+    add_sampler_options,
+    output_file,
+    positive_int,
+)
 from horseshoe.data.transforms import to_uint8
 from horseshoe.runs import Inversion, LoadedRun, load_run
 from horseshoe.sampling import StepRecord, sampler_timesteps
@@ -30,8 +39,8 @@ def _strength(text: str) -> float:
     return value
 
 
-def _output_options(p: argparse.ArgumentParser, out: str) -> None:
-    p.add_argument("--out", default=out, help="PNG to write (the GIF goes beside it)")
+def _output_options(p: argparse.ArgumentParser, out: str, what: str) -> None:
+    add_out_option(p, out, f"{what}, a PNG (the GIF goes beside it)", folder=False)
     p.add_argument("--gif", action="store_true", help="also write a GIF of the steps")
     p.add_argument("--frames", type=positive_int, default=40, help="GIF frames, spread over the steps")
 
@@ -47,7 +56,7 @@ def register(subparsers) -> None:
     p.add_argument("--resample", type=positive_int, default=5,
                    help="takes of each step, with a jump back between, so the kept part reaches the filled one "
                         "(RePaint's U; U times the network evaluations)")
-    _output_options(p, "inpainting.png")
+    _output_options(p, "inpainting.png", "the image and the part kept beside the fillings")
     add_sampler_options(p, batch_size=False)  # one batch: --count images, stepped together
     p.set_defaults(run_command=run_inpaint)
 
@@ -58,7 +67,7 @@ def register(subparsers) -> None:
     p.add_argument("--strength", type=_strength, default=0.6,
                    help="how much noise: the share of the sampler's steps re-run; 1 = sample from scratch")
     p.add_argument("--count", type=positive_int, default=8, help="how many variations")
-    _output_options(p, "edit.png")
+    _output_options(p, "edit.png", "the image beside the variations")
     add_sampler_options(p, batch_size=False)  # one batch: --count images, stepped together
     p.set_defaults(run_command=run_edit)
 
@@ -66,10 +75,9 @@ def register(subparsers) -> None:
                     "horseshoe invert runs/demo --image shoe.png --steps 50 --gif")
     p.add_argument("run", help="run directory or checkpoint directory")
     p.add_argument("--image", required=True, help="the image, fitted like the training data")
-    p.add_argument("--steps", type=positive_int, default=50, help="deterministic DDIM steps each way")
-    _output_options(p, "inversion.png")
-    p.add_argument("--weights", default="ema", help="'ema' or 'model' weights")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--steps", type=positive_int, default=50, help=f"deterministic DDIM {SAMPLER_STEPS}, each way")
+    _output_options(p, "inversion.png", "the image, its noise and the image regenerated")
+    add_run_options(p)
     add_sample_set_option(p)
     p.set_defaults(run_command=run_invert)
 

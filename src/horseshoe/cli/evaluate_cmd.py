@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from horseshoe.cli.common import add_command, add_sample_set_option, non_negative_float, positive_int
+from horseshoe.cli.common import (
+    SAMPLER_STEPS,
+    add_batch_size_option,
+    add_command,
+    add_run_options,
+    add_sample_set_option,
+    non_negative_float,
+    positive_int,
+)
 
 
 def register(subparsers) -> None:
@@ -16,12 +24,13 @@ def register(subparsers) -> None:
                    help="images to compare with: a folder, or 'horseshoes' for fresh built-in ones "
                         "(default: the run's training data)")
     p.add_argument("--count", type=positive_int, default=1000,
-                   help="samples to draw (and reference images); SWD varies ~3%% between seeds at 1000, ~9%% at 256")
+                   help="how many samples to draw (and reference images); SWD varies ~3%% between seeds at 1000, "
+                        "~9%% at 256")
     p.add_argument("--sampler", help="sampler for the main samples (default: the run's sample.sampler)")
-    p.add_argument("--steps", type=positive_int, help="its steps (default: the run's sample.steps)")
+    p.add_argument("--steps", type=positive_int, help=f"its {SAMPLER_STEPS} (default: the run's sample.steps)")
     p.add_argument("--eta", type=float, help="DDIM eta (default: the run's sample.eta)")
     p.add_argument("--seed", type=int, default=0, help="seed of samples, patches and projections")
-    p.add_argument("--batch-size", type=positive_int, default=64, help="images per network call")
+    add_batch_size_option(p)
     p.add_argument("--heldout", type=positive_int, default=128, help="held-out images for loss and bits/dim")
     p.add_argument("--bpd-timesteps", type=positive_int, default=50,
                    help="timesteps for the bits/dim bound (all T-1: exact; fewer: a stratified estimate)")
@@ -33,7 +42,7 @@ def register(subparsers) -> None:
     p.add_argument("--guidance-sweep", nargs="+", type=non_negative_float, metavar="W", default=[],
                    help="a run with classes: score every class at each guidance scale, e.g. 0 1 2 3 "
                         "(a table, and eval/guidance.png)")
-    p.add_argument("--weights", default="ema", help="'ema' or 'model' weights")
+    add_run_options(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_sample_set_option(p)
     p.set_defaults(run_command=run)
@@ -47,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
                           bpd_timesteps=args.bpd_timesteps, inception_weights=args.inception_weights,
                           sweep=parse_sweep(args.sweep), sample_overrides=tuple(args.overrides),
                           progress=not args.no_progress, guidance_sweep=tuple(args.guidance_sweep))
-    result = evaluate(args.run, options, weights=args.weights)
+    result = evaluate(args.run, options, weights=args.weights, device=args.device)
     for line in result.summary():
         print(line)
     print(f"wrote {result.run}/eval.json, {result.run}/eval/ and the Evaluation section of index.html")

@@ -10,6 +10,7 @@ import numpy as np
 from horseshoe.cli.common import (
     add_command,
     add_config_options,
+    add_out_option,
     add_sampler_options,
     class_labels,
     config_from_args,
@@ -36,41 +37,42 @@ def _int_list(text: str) -> list[int]:
 
 def register(subparsers) -> None:
     p = add_command(subparsers, "noise", "the forward-noising picture: images at increasing t",
-                    "horseshoe noise --rows 4 --timesteps 0,50,100,200,400,999 --out noising.png")
-    p.add_argument("images", nargs="*", help="image files to noise (default: the first --rows of the dataset)")
-    p.add_argument("--rows", type=positive_int, default=4, help="how many dataset images")
+                    "horseshoe noise --count 4 --timesteps 0,50,100,200,400,999 --out noising.png")
+    p.add_argument("images", nargs="*", help="image files to noise (default: the first --count of the dataset)")
+    p.add_argument("--count", type=positive_int, default=4, help="how many images of the dataset, a row each")
     p.add_argument("--timesteps", type=_int_list, help="comma-separated t in 0..T-1 (default: 7 spread over 0..T-1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the noise")
-    p.add_argument("--out", default="noising.png", help="PNG to write")
+    add_out_option(p, "noising.png", "the picture, a PNG", folder=False)
     add_config_options(p)
     p.set_defaults(run_command=run_noise)
 
     p = add_command(subparsers, "denoise", "the backward-denoising picture: x_t and predicted x0 along sampling",
-                    "horseshoe denoise runs/demo --samples 4 --columns 8 --out denoising.png")
+                    "horseshoe denoise runs/demo --count 4 --columns 8 --out denoising.png")
     p.add_argument("run", help="run directory or checkpoint directory")
-    p.add_argument("--samples", type=positive_int, default=4, help="how many samples (two rows each)")
+    p.add_argument("--count", type=positive_int, default=4, help="how many samples, two rows each")
     p.add_argument("--columns", type=positive_int, default=8, help="sampler steps shown")
-    p.add_argument("--out", default="denoising.png", help="PNG to write")
+    add_out_option(p, "denoising.png", "the picture, a PNG", folder=False)
     add_sampler_options(p)
     p.set_defaults(run_command=run_denoise)
 
     p = add_command(subparsers, "animate", "a GIF of sampling a grid of images (MP4 too with imageio-ffmpeg)",
                     "horseshoe animate runs/demo --count 16 --sampler ddpm --frames 60 --fps 15 --out sampling.gif")
     p.add_argument("run", help="run directory or checkpoint directory")
-    p.add_argument("--count", type=positive_int, default=16, help="images in the grid")
+    p.add_argument("--count", type=positive_int, default=16, help="how many images, in a grid")
     p.add_argument("--frames", type=positive_int, default=40, help="frames, spread over the sampler's steps")
     p.add_argument("--fps", type=float, default=12.0, help="frames per second")
     p.add_argument("--hold", type=float, default=2.0, help="seconds the final frame stays up")
     p.add_argument("--with-x0", action="store_true", help="show the predicted x0 beside x_t")
-    p.add_argument("--out", default="sampling.gif", help="GIF to write (an MP4 goes beside it)")
+    add_out_option(p, "sampling.gif", "the animation, a GIF (an MP4 goes beside it)", folder=False)
     add_sampler_options(p, steps_help="100; for ddpm, as for sample")
     p.set_defaults(run_command=run_animate)
 
     p = add_command(subparsers, "schedule", "plot alpha_bar_t and the signal-to-noise ratio of the schedules",
                     "horseshoe schedule --num-steps 1000 --out schedule.png")
-    p.add_argument("--num-steps", type=positive_int, default=1000, help="T")
+    p.add_argument("--num-steps", type=positive_int, default=1000, metavar="T",
+                   help="T, the number of noising steps (diffusion.num_steps)")
     p.add_argument("--schedules", default=",".join(SCHEDULES), help="comma-separated schedule names")
-    p.add_argument("--out", default="schedule.png", help="PNG to write")
+    add_out_option(p, "schedule.png", "the plot, a PNG", folder=False)
     p.set_defaults(run_command=run_schedule)
 
 
@@ -81,7 +83,7 @@ def run_noise(args: argparse.Namespace) -> int:
         images = np.stack([load_image(Path(f), (d.height, d.width), d.channels, d.fit,
                                       parse_colour(d.background))[0] for f in args.images])
     else:
-        images = first_images(d, args.rows)
+        images = first_images(d, args.count)
     schedule = config.diffusion.make_schedule()
     timesteps = args.timesteps or default_noise_timesteps(schedule.num_steps)
     picture = noising_picture(images, schedule, timesteps, seed=args.seed, scale=display_scale(d.height))
@@ -92,10 +94,10 @@ def run_noise(args: argparse.Namespace) -> int:
 def run_denoise(args: argparse.Namespace) -> int:
     run = load_run(args.run, weights=args.weights, device=args.device, sample_overrides=args.overrides)
     config = run.sampler(args.sampler, args.steps, args.eta, args.spacing, args.guidance)
-    labels, per_class = class_labels(run, args.class_names, args.guidance, args.samples)
+    labels, per_class = class_labels(run, args.class_names, args.guidance, args.count)
     if per_class is not None:  # several classes: one sample (two rows) each
         labels = labels[::per_class]
-    count = len(labels) if labels else args.samples
+    count = len(labels) if labels else args.count
     out = output_file(args.out)
     recs = list(run.records(config, count, args.seed, labels=labels))
     picture = denoising_picture(recs, columns=args.columns, samples=count,

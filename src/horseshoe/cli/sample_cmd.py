@@ -8,8 +8,11 @@ import numpy as np
 import torch
 
 from horseshoe.cli.common import (
+    SAMPLER_STEPS,
     add_class_options,
     add_command,
+    add_out_option,
+    add_run_options,
     add_sample_set_option,
     add_sampler_options,
     class_labels,
@@ -32,7 +35,7 @@ def register(subparsers) -> None:
     p.add_argument("run", help="run directory (its latest checkpoint) or a checkpoint directory")
     p.add_argument("--count", type=positive_int, default=64,
                    help="how many images (with several classes: in all, a whole row per class)")
-    p.add_argument("--out", default="samples", help="folder for grid.png and 000.png, 001.png, ...")
+    add_out_option(p, "samples", "grid.png and 000.png, 001.png, ...", folder=True)
     p.add_argument("--npz", action="store_true",
                    help="also write samples.npz (uint8 images, N x H x W x C; with --class, labels and classes)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -47,12 +50,11 @@ def register(subparsers) -> None:
     ends.add_argument("--seeds", type=int, nargs=2, metavar=("A", "B"), help="the two noise seeds (default: 0 1)")
     ends.add_argument("--images", nargs=2, metavar=("A", "B"),
                       help="two images: their DDIM-inverted noises are the ends (see `horseshoe invert`)")
-    p.add_argument("--count", type=positive_int, default=10, help="images along the path, ends included")
-    p.add_argument("--steps", type=positive_int, default=50, help="deterministic DDIM steps")
+    p.add_argument("--count", type=positive_int, default=10, help="how many images along the path, ends included")
+    p.add_argument("--steps", type=positive_int, default=50, help=f"deterministic DDIM {SAMPLER_STEPS}")
     p.add_argument("--gif", action="store_true", help="also write a back-and-forth GIF")
-    p.add_argument("--out", default="interpolation.png", help="PNG strip to write (the GIF goes beside it)")
-    p.add_argument("--weights", default="ema", help="'ema' or 'model' weights")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    add_out_option(p, "interpolation.png", "the strip, a PNG (the GIF goes beside it)", folder=False)
+    add_run_options(p)
     add_class_options(p, several=False)
     add_sample_set_option(p)
     p.set_defaults(run_command=run_interpolate)

@@ -6,8 +6,11 @@ import argparse
 from pathlib import Path
 
 from horseshoe.cli.common import (
+    DEVICES,
+    OPTIMIZER_STEPS,
     add_command,
     add_config_options,
+    add_out_option,
     config_from_args,
     output_dir,
     positive_float,
@@ -22,16 +25,16 @@ def register(subparsers) -> None:
     t = TrainConfig()
     p = add_command(subparsers, "train", "train a diffusion model (no --data: the built-in horseshoes)",
                     "horseshoe train --data my_sprites/ --out runs/sprites --steps 5000 --set data.channels=3")
-    p.add_argument("--out", default="runs/train", help="run directory for checkpoints, logs and pictures")
+    add_out_option(p, "runs/train", "the run directory, for checkpoints, logs and pictures", folder=True)
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=positive_int,
-                        help=f"optimizer steps to train to (default: {t.steps}, train.steps)")
+                        help=f"{OPTIMIZER_STEPS} to train to (default: {t.steps}, train.steps)")
     budget.add_argument("--epochs", type=float, help="passes over the data to train to, instead of --steps")
     budget.add_argument("--minutes", type=positive_float, help="train for this long: the first steps are timed and "
                         "the step count fixed so that the learning-rate decay and the EMA fit (train.minutes)")
     p.add_argument("--resume", nargs="?", const="latest", metavar="PATH",
                    help="continue from the run's latest checkpoint, or from PATH (a run or checkpoint directory)")
-    p.add_argument("--device", help=f"auto, cpu, cuda, cuda:N or mps (default: {t.device}, train.device)")
+    p.add_argument("--device", help=f"{DEVICES} (default: {t.device}, train.device)")
     p.add_argument("--precision", choices=PRECISIONS, help="fp16 trains with a gradient scaler; auto: bf16 where it "
                    f"is fast, else fp16 on CUDA, else fp32 (default: {t.precision}, train.precision)")
     p.add_argument("--compile", action="store_true", help="torch.compile the network (slow to start, faster after)")
@@ -40,7 +43,7 @@ def register(subparsers) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="start over in an --out that already has checkpoints (they are deleted)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_config_options(p)
+    add_config_options(p, trains=True)
     p.set_defaults(run_command=run)
 
 
