@@ -48,9 +48,17 @@ bench: $(VENV)/.installed-bench
 	$(PIP) install --no-deps denoising-diffusion-pytorch==2.3.4
 	$(PY) benchmarks/run.py $(BENCH_ARGS)
 
-# The README's gallery: the demo's pictures copied into docs/gallery (continues runs/demo if it is there).
+# The README's gallery: the demo's pictures copied into docs/gallery (continues runs/demo if it is there),
+# then the edits with its model: a fresh shoe half erased and filled in, the hand-drawn docs/gallery/sketch.png
+# at three strengths, and an inversion round trip.
+HS := $(VENV)/bin/horseshoe
 gallery: $(VENV)/.installed-base
-	$(VENV)/bin/horseshoe demo --out runs/demo --gallery docs/gallery
+	$(HS) demo --out runs/demo --gallery docs/gallery
+	$(HS) data export --count 1 --set data.seed=7 --out runs/gallery-shoe
+	$(HS) inpaint runs/demo --image runs/gallery-shoe/000000.png --mask left-half --count 8 --out docs/gallery/inpaint.png
+	for s in 0.4 0.6 0.8; do $(HS) edit runs/demo --image docs/gallery/sketch.png --strength $$s --count 8 \
+		--out docs/gallery/edit-$$s.png || exit 1; done
+	$(HS) invert runs/demo --image runs/gallery-shoe/000000.png --out docs/gallery/inversion.png
 
 clean:
 	rm -rf $(VENV) runs build dist src/*.egg-info
