@@ -68,6 +68,9 @@ def test_export_holds_the_weights_alone_and_samples_the_same_images(tmp_path, ca
                      "--no-progress"]) == 0
     same = [np.load(tmp_path / name / "s" / "samples.npz")["images"] for name in ("run", "model")]
     assert np.array_equal(*same)
+    assert main(["evaluate", str(model), "--count", "8", "--heldout", "4", "--bpd-timesteps", "2", "--steps", "2",
+                 "--no-progress"]) == 0
+    assert (model / "eval.json").is_file() and (model / "eval" / "nearest.png").is_file()  # into the export itself
     capsys.readouterr()
     assert main(["export", str(run), str(model)]) == 2  # never over something (the folder as before --out)
     err = capsys.readouterr().err

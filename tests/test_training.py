@@ -1,4 +1,5 @@
 import errno
+import json
 import math
 
 import pytest
@@ -219,6 +220,8 @@ def test_a_time_budget_plans_its_steps_and_ends_with_the_schedule_at_its_end(tmp
     assert trainer.state.planned_steps == 10 and result.step == 10 and result.stop_reason == "budget"
     last = read_metrics(tmp_path)[-1]
     assert last["step"] == 10
+    first = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
+    assert first["event"] == "start"  # the timed steps come first, but this is a fresh run
     assert last["lr"] == pytest.approx(learning_rate(9, 1e-3, 4, 10, "cosine"))  # decayed to its end
     state = checkpoint.load(checkpoint.latest(tmp_path), parts=()).state
     assert state["planned_steps"] == 10  # a resume keeps the plan

@@ -107,7 +107,7 @@ class ClassReference:
 
 def logged_counts(run: LoadedRun) -> dict[str, int | None]:
     """Training images per class, from the last start (or resume) record of the run's metrics.jsonl ({} if none)."""
-    path = run.checkpoint.parent.parent / "metrics.jsonl"
+    path = run.run_dir / "metrics.jsonl"
     found: dict[str, int | None] = {}
     for line in path.read_text().splitlines() if path.exists() else ():
         if '"classes"' in line:

@@ -304,7 +304,7 @@ def evaluate(run_dir: str | Path, options: EvalOptions, weights: str = "ema", de
     run = load_run(run_dir, weights=weights, device=device, sample_overrides=options.sample_overrides)
     if options.guidance_sweep and not run.classes:  # before any work
         raise ValueError(f"--guidance-sweep: run {str(run.checkpoint)!r} was trained without classes")
-    run_dir = run.checkpoint.parent.parent
+    run_dir = run.run_dir
     out_dir = run_dir / "eval"
     out_dir.mkdir(parents=True, exist_ok=True)
     weights_path = inception.find_weights(options.inception_weights)  # a missing --inception-weights fails now

@@ -20,7 +20,7 @@ from horseshoe.data import class_counts, training_images
 from horseshoe.data.transforms import to_uint8
 from horseshoe.metrics.novelty import novelty
 from horseshoe.metrics.swd import SWDReference
-from horseshoe.training import checkpoint
+from horseshoe.training import checkpoint, distributed
 from horseshoe.training.hooks import CheckpointHook, LogHook
 from horseshoe.training.runlog import read_metrics, tensorboard_writer
 from horseshoe.training.trainer import Hook, NonFiniteLoss, StepResult, Trainer, TrainResult
@@ -114,19 +114,23 @@ def write_page(out: Path, trainer: Trainer, result: TrainResult) -> Path:
                                f"({sc.sampler}, {sc.steps} steps)", rows, config.to_toml(), commands)
 
 
-def prepare_run_dir(out: Path, resume: str | Path | None, overwrite: bool) -> Path | None:
+def prepare_run_dir(out: Path, resume: str | Path | None, overwrite: bool, main: bool = True) -> Path | None:
     """The checkpoint to resume from (None: a fresh run); refuses to train over checkpoints without
-    --resume or --overwrite, and clears what a crashed save left behind."""
-    checkpoint.clean_stale(out)
+    --resume or --overwrite, and (main process only) clears what a crashed save left behind. Every
+    process checks, so that a refusal stops them all."""
     if resume is not None:
-        return checkpoint.resolve(resume)
-    if checkpoint.has_checkpoints(out):
-        if not overwrite:
-            raise ValueError(f"run directory {str(out)!r} already has checkpoints; pass --resume to continue it, "
-                             f"--overwrite to start it over, or choose another --out")
-        shutil.rmtree(out / "checkpoints")
-        (out / "metrics.jsonl").unlink(missing_ok=True)
-    return None
+        found = checkpoint.resolve(resume)
+    elif checkpoint.has_checkpoints(out) and not overwrite:
+        raise ValueError(f"run directory {str(out)!r} already has checkpoints; pass --resume to continue it, "
+                         f"--overwrite to start it over, or choose another --out")
+    else:
+        found = None
+    if main:
+        checkpoint.clean_stale(out)
+        if resume is None and overwrite and checkpoint.has_checkpoints(out):
+            shutil.rmtree(out / "checkpoints")
+            (out / "metrics.jsonl").unlink(missing_ok=True)
+    return found
 
 
 def train(config: Config, out: str | Path, resume: str | Path | None = None, progress: bool = True,
@@ -142,7 +146,8 @@ def train(config: Config, out: str | Path, resume: str | Path | None = None, pro
         tensorboard_writer()  # a missing package is said before anything is written
     trainer = Trainer(config, run_hooks(out, progress))
     try:
-        found = prepare_run_dir(out, resume, overwrite) if trainer.world.is_main else None
+        found = prepare_run_dir(out, resume, overwrite, trainer.world.is_main)
+        distributed.barrier(trainer.world)  # the others start once the main process has cleared the directory
         if resume is not None:
             found = trainer.resume(resume)
         try:

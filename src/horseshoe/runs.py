@@ -63,6 +63,11 @@ class LoadedRun:
     precision: str
 
     @property
+    def run_dir(self) -> Path:
+        """Where the run's files are: the run directory, or the folder itself for an exported model."""
+        return self.checkpoint.parent.parent if self.checkpoint.parent.name == "checkpoints" else self.checkpoint
+
+    @property
     def image_shape(self) -> tuple[int, int, int]:
         """(C, H, W) of the images the run makes."""
         return self.config.data.shape

@@ -36,9 +36,9 @@ def add_command(subparsers, name: str, help: str, example: str) -> argparse.Argu
 
 
 def add_sampler_options(parser: argparse.ArgumentParser, steps_help: str = "the run's sample.steps",
-                        batch_size: bool = True) -> None:
+                        batch_size: bool = True, classes: bool = True) -> None:
     """--sampler, --steps, --eta, --spacing, --seed, --weights, --device, --batch-size (unless the command
-    runs one batch), --class, --guidance, --set."""
+    runs one batch), --class and --guidance (unless the command cannot take them yet), --set."""
     from horseshoe.sampling import SAMPLERS
 
     parser.add_argument("--sampler", help=f"one of {', '.join(SAMPLERS)} (default: the run's sample.sampler)")
@@ -50,7 +50,8 @@ def add_sampler_options(parser: argparse.ArgumentParser, steps_help: str = "the 
     add_run_options(parser)
     if batch_size:
         add_batch_size_option(parser)
-    add_class_options(parser)
+    if classes:
+        add_class_options(parser)
     add_sample_set_option(parser)
 
 

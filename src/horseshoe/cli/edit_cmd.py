@@ -57,7 +57,7 @@ def register(subparsers) -> None:
                    help="takes of each step, with a jump back between, so the kept part reaches the filled one "
                         "(RePaint's U; U times the network evaluations)")
     _output_options(p, "inpainting.png", "the image and the part kept beside the fillings")
-    add_sampler_options(p, batch_size=False)  # one batch: --count images, stepped together
+    add_sampler_options(p, batch_size=False, classes=False)  # one batch; edits run unguided for now
     p.set_defaults(run_command=run_inpaint)
 
     p = add_command(subparsers, "edit", "turn a rough image into one in the data's style (SDEdit)",
@@ -68,7 +68,7 @@ def register(subparsers) -> None:
                    help="how much noise: the share of the sampler's steps re-run; 1 = sample from scratch")
     p.add_argument("--count", type=positive_int, default=8, help="how many variations")
     _output_options(p, "edit.png", "the image beside the variations")
-    add_sampler_options(p, batch_size=False)  # one batch: --count images, stepped together
+    add_sampler_options(p, batch_size=False, classes=False)  # one batch; edits run unguided for now
     p.set_defaults(run_command=run_edit)
 
     p = add_command(subparsers, "invert", "DDIM inversion: the noise that regenerates an image, and back",

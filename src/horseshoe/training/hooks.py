@@ -33,7 +33,7 @@ class LogHook(Hook):
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.json").write_text(trainer.config.to_json())
             self.log = RunLog(self.run_dir, tensorboard=trainer.config.train.tensorboard)
-            record = {"event": "start" if trainer.step == 0 else "resume", "step": trainer.step,
+            record = {"event": "start" if trainer.first_step == 0 else "resume", "step": trainer.step,
                       "device": str(trainer.device), "precision": trainer.precision,
                       "processes": trainer.world.world_size, **trainer.device_settings}
             if trainer.conditional:  # images per class (null for the endless horseshoe stream)

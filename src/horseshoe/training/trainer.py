@@ -118,6 +118,7 @@ class Trainer:
         if tc.compile:
             self.network = torch.compile(self.network)
         self._stop_signal: int | None = None
+        self.first_step = 0  # the step the current fit began at
         self.clock = time.perf_counter  # what step times and budgets are measured with (a test sets its own)
 
     @property
@@ -142,16 +143,21 @@ class Trainer:
     def plan_time_budget(self, started: float) -> int:
         """Train the first steps of a time budget, time them, and fix the step count that fits the rest.
 
-        The timed steps lie inside the learning-rate warm-up, whose rate does not depend on the total.
-        15% of the time left is kept for logging, checkpoints, evaluations and jitter.
+        Inside the learning-rate warm-up the rate does not depend on the total; a timed step past it
+        (a short warm-up, or a resume) keeps the rate it finds. 15% of the time left is kept for
+        logging, checkpoints, evaluations and jitter. The timed steps are trained but not logged one by
+        one. Every process gets the same count (the mean of their plans), or one would wait for ever.
         """
-        tc = self.config.train
-        probe = max(3, min(8, tc.warmup_steps or 8))
-        seconds = [self.train_step(total_steps=2**62).seconds for _ in range(probe)]
-        per_step = float(distributed.mean(torch.tensor(statistics.median(seconds[1:])), self.world))  # 1st: warm-up
+        tc, st = self.config.train, self.state
+        seconds = []
+        for _ in range(max(3, min(8, tc.warmup_steps or 8))):
+            held = None if st.step < tc.warmup_steps else st.optimizer.param_groups[0]["lr"]
+            seconds.append(self.train_step(total_steps=2**62, lr=held).seconds)
+        per_step = statistics.median(seconds[1:])  # the first pays one-off costs
         left = 60 * tc.minutes - (self.clock() - started)
-        self.state.planned_steps = self.step + max(0, int(0.85 * left / max(per_step, 1e-6)))
-        return self.state.planned_steps
+        planned = st.step + max(0, int(0.85 * left / max(per_step, 1e-6)))
+        st.planned_steps = round(float(distributed.mean(torch.tensor(float(planned), device=self.device), self.world)))
+        return st.planned_steps
 
     def resume(self, path: str | Path) -> Path:
         """Continue exactly where a checkpoint (or a run's latest) left off; its model must match this config's."""
@@ -169,7 +175,7 @@ class Trainer:
 
     # ---- one optimizer step ------------------------------------------------------------------
 
-    def train_step(self, total_steps: int) -> StepResult:
+    def train_step(self, total_steps: int, lr: float | None = None) -> StepResult:
         """Accumulate gradients over the micro-batches, clip, step AdamW and the EMA.
 
         In fp16 the loss is multiplied by the gradient scaler's scale before backward (so that small
@@ -212,7 +218,8 @@ class Trainer:
                                     f"(--set train.skip_nonfinite=true skips such steps)")
             st.nonfinite_skipped += 1
             return StepResult(st.step, loss_value, self.clock() - started, skipped=True)
-        lr = learning_rate(st.step, tc.lr, tc.warmup_steps, total_steps, tc.lr_schedule)
+        if lr is None:
+            lr = learning_rate(st.step, tc.lr, tc.warmup_steps, total_steps, tc.lr_schedule)
         for group in st.optimizer.param_groups:
             group["lr"] = lr
         scale = st.scaler.get_scale()
@@ -271,6 +278,7 @@ class Trainer:
         """Train to the step budget (or until SIGINT/SIGTERM, train.max_minutes or the end of train.minutes),
         calling the hooks."""
         started, first_step = self.clock(), self.step
+        self.first_step = first_step  # where this call began (a time budget's timed steps come before on_start)
         if self.config.train.minutes is not None and self.state.planned_steps is None:
             self.state.model.train()
             self.plan_time_budget(started)
