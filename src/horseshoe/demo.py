@@ -83,9 +83,10 @@ def train_demo(config: Config, out: Path, progress: bool) -> tuple[TrainResult, 
     """Train (or continue a previous demo run in `out` up to the budget)."""
     trainer = Trainer(config, run_hooks(out, progress))
     try:
-        if checkpoint.latest(out) is not None:
+        found = checkpoint.latest(out)
+        if found is not None:
             checkpoint.clean_stale(out)
-            trainer.resume(out)
+            trainer.resume(found)
         return trainer.fit(), trainer
     finally:
         trainer.close()

@@ -148,8 +148,8 @@ def train(config: Config, out: str | Path, resume: str | Path | None = None, pro
     try:
         found = prepare_run_dir(out, resume, overwrite, trainer.world.is_main)
         distributed.barrier(trainer.world)  # the others start once the main process has cleared the directory
-        if resume is not None:
-            found = trainer.resume(resume)
+        if found is not None:
+            trainer.resume(found)  # the checkpoint prepare_run_dir resolved: latest is read once
         try:
             result = trainer.fit()
         except NonFiniteLoss as error:
