@@ -16,9 +16,9 @@ from PIL import Image, ImageOps
 
 from horseshoe import config as config_module
 from horseshoe.config import Config
-from horseshoe.data import DataConfig
+from horseshoe.data import DataConfig, load_like_training
 from horseshoe.data.folder import load_image
-from horseshoe.data.transforms import parse_colour, to_model_range
+from horseshoe.data.transforms import to_model_range
 from horseshoe.diffusion import Denoiser
 from horseshoe.models import UNet
 from horseshoe.runtime import autocast, pick_device, resolve_precision, setup_device
@@ -201,7 +201,7 @@ def fitted_image(path: str | Path, data: DataConfig) -> torch.Tensor:
     """--image: one file, converted and fitted as training images are: (1, C, H, W) in [-1, 1]."""
     path = _file(path, "--image")
     try:
-        array, _ = load_image(path, (data.height, data.width), data.channels, data.fit, parse_colour(data.background))
+        array = load_like_training(path, data)
     except ValueError as error:
         raise ValueError(f"--image: {error}") from None
     return to_model_range(array[None].copy())  # PIL arrays are read-only

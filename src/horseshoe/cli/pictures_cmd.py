@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 
@@ -17,9 +16,7 @@ from horseshoe.cli.common import (
     output_file,
     positive_int,
 )
-from horseshoe.data import first_images
-from horseshoe.data.folder import load_image
-from horseshoe.data.transforms import parse_colour
+from horseshoe.data import first_images, load_like_training
 from horseshoe.diffusion import SCHEDULES, make_schedule
 from horseshoe.runs import load_run
 from horseshoe.viz.gif import save_gif, save_mp4
@@ -80,8 +77,7 @@ def run_noise(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     d = config.data
     if args.images:
-        images = np.stack([load_image(Path(f), (d.height, d.width), d.channels, d.fit,
-                                      parse_colour(d.background))[0] for f in args.images])
+        images = np.stack([load_like_training(f, d) for f in args.images])
     else:
         images = first_images(d, args.count)
     schedule = config.diffusion.make_schedule()

@@ -10,6 +10,7 @@ from horseshoe.data.dataset import (
     class_counts,
     first_images,
     first_labelled,
+    load_like_training,
     subset,
     subset_images,
     training_images,
@@ -19,5 +20,5 @@ from horseshoe.data.folder import ImageFolder, find_classes, find_images
 from horseshoe.data.loader import BatchLoader
 
 __all__ = ["DataConfig", "Horseshoes", "ImageFolder", "ImageSet", "BatchLoader", "build_dataset", "class_counts",
-           "find_classes", "find_images", "first_images", "first_labelled", "builtin_images", "builtin_set", "subset",
-           "subset_images", "training_images", "training_set"]
+           "find_classes", "find_images", "first_images", "load_like_training", "first_labelled", "builtin_images",
+           "builtin_set", "subset", "subset_images", "training_images", "training_set"]

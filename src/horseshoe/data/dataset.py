@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -11,7 +12,7 @@ import torch
 
 from horseshoe.data import horseshoes
 from horseshoe.data.config import DataConfig
-from horseshoe.data.folder import ImageFolder
+from horseshoe.data.folder import ImageFolder, load_image
 from horseshoe.data.transforms import Augmentation, parse_colour, to_model_range
 
 
@@ -116,6 +117,12 @@ def first_labelled(config: DataConfig, count: int) -> tuple[np.ndarray, np.ndarr
     indices = np.arange(count if dataset.endless else min(count, len(dataset)))
     labels = dataset.get_labels(indices) if dataset.classes else None
     return dataset.get_batch(indices), labels, tuple(dataset.classes)
+
+
+def load_like_training(path: str | Path, config: DataConfig) -> np.ndarray:
+    """One image file converted and fitted as the training images are: uint8 (H, W, C); errors name the file."""
+    return load_image(Path(path), (config.height, config.width), config.channels, config.fit,
+                      parse_colour(config.background))[0]
 
 
 def first_images(config: DataConfig, count: int) -> np.ndarray:
