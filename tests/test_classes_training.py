@@ -1,5 +1,6 @@
 """Training with classes (label dropout, exact resume) and asking a trained run for a class."""
 
+import dataclasses
 import json
 import re
 
@@ -201,3 +202,34 @@ def test_train_on_class_folders_and_their_errors(tmp_path, capsys):
     assert main(["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "none"), "--steps", "1",
                  "--set", "data.labels='none'", *tiny]) == 0
     assert load_run(tmp_path / "none").classes == ()
+
+
+def test_edits_take_a_class(runs, tmp_path, capsys):
+    image = tmp_path / "shoe.png"
+    Image.fromarray((np.random.default_rng(0).random((16, 16)) * 255).astype(np.uint8)).save(image)
+    run = load_run(runs / "classes", device="cpu", sample_overrides=["sample.guidance_interval=none"])
+    config = run.sampler(steps=2)
+
+    def last(records):
+        return list(records)[-1].x_prev
+
+    plain = last(run.edit(image, 0.5, config, 2))
+    w0, w3 = (dataclasses.replace(config, guidance=w) for w in (0.0, 3.0))
+    assert torch.equal(last(run.edit(image, 0.5, w0, 2, labels="up")), plain)  # w = 0 ignores the class
+    assert not torch.equal(last(run.edit(image, 0.5, w3, 2, labels="up")), plain)
+    filled = last(run.inpaint(image, "left-half", w3, 2, resample=1, labels="up"))
+    assert not torch.equal(filled, last(run.inpaint(image, "left-half", w3, 2, resample=1)))
+
+    out = tmp_path / "e.png"
+    assert main(["edit", str(runs / "classes"), "--image", str(image), "--class", "up", "--guidance", "3",
+                 "--steps", "2", "--count", "2", "--out", str(out)]) == 0 and out.exists()
+    for command in (["inpaint", "--mask", "center"], ["edit"]):
+        for run_name, args, message in [("classes", ["--class", "all"], "--class takes one class name in this command"),
+                                        ("plain", ["--class", "up"], "trained without classes")]:
+            never = tmp_path / "never" / "x.png"
+            capsys.readouterr()
+            assert main([command[0], str(runs / run_name), "--image", str(image), *command[1:], *args,
+                         "--out", str(never)]) == 2
+            err = capsys.readouterr().err
+            assert len(err.strip().splitlines()) == 1 and message in err, err
+            assert not never.parent.exists()

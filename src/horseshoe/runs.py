@@ -151,29 +151,35 @@ class LoadedRun:
         return fitted_mask(mask, image_file, self.config.data).to(self.device)
 
     def inpaint(self, image: ImageInput, mask: str | Path | torch.Tensor, config: SampleConfig | None = None,
-                count: int = 8, seed: int = 0, resample: int = 5) -> Iterator[StepRecord]:
+                count: int = 8, seed: int = 0, resample: int = 5, labels: Labels = None) -> Iterator[StepRecord]:
         """`count` fillings of the masked region of one image (RePaint), as the step records of one batch.
 
         The last record's x_prev holds the results; the kept pixels are the image's exactly. resample:
-        RePaint's U, each step taken U times (README, "Edit with a trained model", for why 5).
+        RePaint's U, each step taken U times (README, "Edit with a trained model", for why 5). labels:
+        fill in as this class (one, or one per filling), guided by config.guidance; None: no class.
         """
         x0, m = self.load_image(image), self.load_mask(mask, image)
+        config = config or self.sampler()
+        denoiser = guided(self.denoiser, self.labels(labels, count), config)
         x_T = initial_noise((count, *self.image_shape), torch.Generator().manual_seed(seed)).to(self.device)
         generator = torch.Generator(self.device).manual_seed(seed + 1)
-        return repaint(self.denoiser, x0, m, x_T, config or self.sampler(), generator, resample)
+        return repaint(denoiser, x0, m, x_T, config, generator, resample)
 
     def edit(self, image: ImageInput, strength: float, config: SampleConfig | None = None, count: int = 8,
-             seed: int = 0) -> Iterator[StepRecord]:
+             seed: int = 0, labels: Labels = None) -> Iterator[StepRecord]:
         """`count` SDEdit variations of one image at strength in (0, 1], as the step records of one batch.
 
-        Strength 1 is `records` with the same seed: the image is forgotten.
+        Strength 1 is `records` with the same seed: the image is forgotten. labels: turn it into this
+        class (one, or one per variation), guided by config.guidance; None: no class.
         """
         if not 0 < strength <= 1:
             raise ValueError(f"--strength must lie in (0, 1], got {strength} (0 keeps the image, 1 forgets it)")
         x0 = self.load_image(image)
+        config = config or self.sampler()
+        denoiser = guided(self.denoiser, self.labels(labels, count), config)
         eps = initial_noise((count, *self.image_shape), torch.Generator().manual_seed(seed)).to(self.device)
         generator = torch.Generator(self.device).manual_seed(seed + 1)
-        return sdedit(self.denoiser, x0, eps, config or self.sampler(), generator, strength)
+        return sdedit(denoiser, x0, eps, config, generator, strength)
 
     def invert(self, image: ImageInput, config: SampleConfig | None = None) -> Inversion:
         """DDIM inversion of images to noise and back, on config's timesteps (default: the run's, 50 steps)."""

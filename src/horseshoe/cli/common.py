@@ -113,11 +113,13 @@ def add_class_options(parser: argparse.ArgumentParser, several: bool = True) -> 
                              "pushes harder (default: the run's sample.guidance)")
 
 
-def class_labels(run: Any, text: str | None, guidance: float | None, count: int) -> tuple[list[str] | None, int | None]:
+def class_labels(run: Any, text: str | None, guidance: float | None, count: int,
+                 several: bool = True) -> tuple[list[str] | None, int | None]:
     """--class and --guidance checked against a loaded run: one class name per image, and the grid's columns.
 
-    One class: `count` images of it. Several (or 'all'): ceil(count / classes) of each, one row per
-    class, so the images number that times the classes. Without --class: (None, None).
+    One class: `count` images of it. Several (or 'all'), where the command takes several: ceil(count /
+    classes) of each, one row per class, so the images number that times the classes. Without
+    --class: (None, None).
     """
     if guidance is not None and not run.classes:
         raise ValueError(f"--guidance: run {str(run.checkpoint)!r} was trained without classes")
@@ -127,6 +129,8 @@ def class_labels(run: Any, text: str | None, guidance: float | None, count: int)
         return None, None
     names = list(run.classes) if text == "all" else [name.strip() for name in text.split(",")]
     run.labels(names, len(names))  # one-line errors: no classes, unknown names
+    if len(names) > 1 and not several:
+        raise ValueError(f"--class takes one class name in this command, got {text!r}")
     if len(names) == 1:
         return names * count, None
     per_class = -(-count // len(names))

@@ -11,11 +11,13 @@ import torch
 
 from horseshoe.cli.common import (
     SAMPLER_STEPS,
+    add_class_options,
     add_command,
     add_out_option,
     add_run_options,
     add_sample_set_option,
     add_sampler_options,
+    class_labels,
     output_file,
     positive_int,
 )
@@ -57,7 +59,8 @@ def register(subparsers) -> None:
                    help="takes of each step, with a jump back between, so the kept part reaches the filled one "
                         "(RePaint's U; U times the network evaluations)")
     _output_options(p, "inpainting.png", "the image and the part kept beside the fillings")
-    add_sampler_options(p, batch_size=False, classes=False)  # one batch; edits run unguided for now
+    add_sampler_options(p, batch_size=False, classes=False)  # one batch
+    add_class_options(p, several=False)
     p.set_defaults(run_command=run_inpaint)
 
     p = add_command(subparsers, "edit", "turn a rough image into one in the data's style (SDEdit)",
@@ -68,7 +71,8 @@ def register(subparsers) -> None:
                    help="how much noise: the share of the sampler's steps re-run; 1 = sample from scratch")
     p.add_argument("--count", type=positive_int, default=8, help="how many variations")
     _output_options(p, "edit.png", "the image beside the variations")
-    add_sampler_options(p, batch_size=False, classes=False)  # one batch; edits run unguided for now
+    add_sampler_options(p, batch_size=False, classes=False)  # one batch
+    add_class_options(p, several=False)
     p.set_defaults(run_command=run_edit)
 
     p = add_command(subparsers, "invert", "DDIM inversion: the noise that regenerates an image, and back",
@@ -108,10 +112,11 @@ def _write(run: LoadedRun, records: Iterator[StepRecord], inputs: np.ndarray, to
 
 def run_inpaint(args: argparse.Namespace) -> int:
     run = load_run(args.run, weights=args.weights, device=args.device, sample_overrides=args.overrides)
-    config = run.sampler(args.sampler, args.steps, args.eta, args.spacing)
+    config = run.sampler(args.sampler, args.steps, args.eta, args.spacing, args.guidance)
+    labels, _ = class_labels(run, args.class_names, args.guidance, args.count, several=False)
     image, mask = run.load_image(args.image), run.load_mask(args.mask, args.image)  # errors before any file
     out = output_file(args.out)
-    records = run.inpaint(image, mask, config, args.count, args.seed, args.resample)
+    records = run.inpaint(image, mask, config, args.count, args.seed, args.resample, labels)
     inputs = to_uint8(torch.cat([image, image * (1 - mask)]).float().cpu())  # the part to fill shown mid grey
     total = repaint_length(run.denoiser, config, args.resample)
     _write(run, records, inputs, total, args, out)
@@ -122,12 +127,13 @@ def run_inpaint(args: argparse.Namespace) -> int:
 
 def run_edit(args: argparse.Namespace) -> int:
     run = load_run(args.run, weights=args.weights, device=args.device, sample_overrides=args.overrides)
-    config = run.sampler(args.sampler, args.steps, args.eta, args.spacing)
+    config = run.sampler(args.sampler, args.steps, args.eta, args.spacing, args.guidance)
+    labels, _ = class_labels(run, args.class_names, args.guidance, args.count, several=False)
     image = run.load_image(args.image)
     out = output_file(args.out)
     timesteps = sampler_timesteps(run.denoiser.schedule, config)
     start = sdedit_start(len(timesteps), args.strength)
-    records = run.edit(image, args.strength, config, args.count, args.seed)
+    records = run.edit(image, args.strength, config, args.count, args.seed, labels)
     _write(run, records, to_uint8(image.float().cpu()), len(timesteps) - start, args, out)
     print(f"{args.count} edits of {args.image} at strength {args.strength}: the last {len(timesteps) - start} of "
           f"{len(timesteps)} {config.sampler} steps, from t={timesteps[start]}")
