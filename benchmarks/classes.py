@@ -108,7 +108,8 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=64, help="samples of each class at each scale")
     parser.add_argument("--scales", type=float, nargs="+", default=[0.0, 1.0, 2.0, 3.0, 5.0])
     parser.add_argument("--interval", type=float, nargs=2, metavar=("SIGMA_LO", "SIGMA_HI"),
-                        help="guide only at noise levels in between (default: the config's sample.guidance_interval)")
+                        help="guide only at noise levels in between (default: the run's sample.guidance_interval)")
+    parser.add_argument("--every-step", action="store_true", help="guide at every step (sample.guidance_interval=none)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="further config overrides "
@@ -127,7 +128,7 @@ def main() -> None:
         if args.baseline:
             record["baseline_training"] = train(apply_overrides(base, ["data.labels='none'"]), baseline_dir)
     run = horseshoe.load_run(out)
-    interval = tuple(args.interval) if args.interval else run.sampler().guidance_interval
+    interval = None if args.every_step else tuple(args.interval) if args.interval else run.sampler().guidance_interval
     record.update(step=run.step, guidance_interval=interval)
     reference = ClassReference(run, len(run.classes) * 256, args.seed)  # up to 256 training images per class
     if args.data == "digits":
