@@ -1,5 +1,6 @@
 """`horseshoe evaluate` and training-time evaluation on a tiny run."""
 
+import html
 import json
 import re
 
@@ -8,7 +9,9 @@ import torch
 from training_helpers import tiny_trainer
 
 from horseshoe.cli import main
+from horseshoe.data import training_images
 from horseshoe.metrics.inception import FIDInception
+from horseshoe.runs import LoadedRun
 from horseshoe.training.runlog import read_metrics
 
 FAST = ["--count", "8", "--heldout", "4", "--bpd-timesteps", "3", "--steps", "2"]
@@ -37,8 +40,21 @@ def test_evaluate_writes_json_pictures_and_html(run_dir, capsys):
     assert (run_dir / "eval" / "nearest.png").exists() and (run_dir / "eval" / "sweep.png").exists()
     page = (run_dir / "index.html").read_text()
     assert "Evaluation" in page and "eval/nearest.png" in page and "eval/sweep.png" in page
+    assert "beside its nearest training image" in page  # the picture's caption
     out = capsys.readouterr().out
     assert "SWD x1e3: mean" in out and "FID/KID skipped" in out and "ddim     2 steps" in out
+    assert "warning:" not in out and "warning:" not in page  # two-step samples are noise, not copies
+
+
+def test_evaluate_says_so_when_the_samples_are_copies(run_dir, monkeypatch, capsys):
+    def copying(self, config, count, seed=0, batch_size=64, labels=None, guidance=None, progress=None):
+        return training_images(self.config.data, count, seed)  # a network that learnt its data by heart
+
+    monkeypatch.setattr(LoadedRun, "generate", copying)
+    assert main(["evaluate", str(run_dir), *FAST]) == 0
+    warnings = [line for line in capsys.readouterr().out.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and warnings[0].startswith("warning: 100% of 8 samples are near-copies")
+    assert warnings[0] in html.unescape((run_dir / "index.html").read_text())
 
 
 def test_evaluate_with_inception_weights_and_a_reference_folder(run_dir, tmp_path, capsys):

@@ -18,7 +18,7 @@ LAYERS = [
     ("config",),
     ("training",),
     ("metrics", "viz"),
-    ("evaluate", "class_eval", "demo", "report", "runs", "pipeline"),
+    ("evaluate", "class_eval", "copies", "demo", "report", "runs", "pipeline"),
     ("cli", "__main__"),
 ]
 SHARED_LAYERS = {6, 7}  # whose groups may import each other

@@ -1,7 +1,8 @@
 """`horseshoe evaluate`: are the samples good, are they new, and which sampler and step count to use.
 
 Writes RUN/eval.json, RUN/eval/nearest.png (the most-copied samples beside their training
-neighbours), RUN/eval/sweep.png with --sweep, and an "Evaluation" section in RUN/index.html. A run
+neighbours), RUN/eval/sweep.png with --sweep, and an "Evaluation" section in RUN/index.html; when
+more than copies.COPY_WARNING_SHARE of the samples are near-copies, the summary and the page say so. A run
 with classes is also scored class by class (horseshoe.class_eval), and against the guidance scale
 with --guidance-sweep (RUN/eval/guidance.png). Its main samples are drawn without a class.
 """
@@ -14,10 +15,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from horseshoe import report
+from horseshoe import copies, report
 from horseshoe.class_eval import GuidanceScore, class_scores
 from horseshoe.config import Config
 from horseshoe.data import build_dataset, builtin_images, subset_images, training_images
@@ -27,7 +27,6 @@ from horseshoe.metrics.novelty import NoveltyResult, novelty
 from horseshoe.metrics.shape import horseshoe_rate
 from horseshoe.metrics.swd import SWDReference, SWDResult
 from horseshoe.runs import LoadedRun, load_run
-from horseshoe.viz.grid import display_scale, make_grid, save_png
 
 FID_NOTE = (f"FID/KID skipped: no Inception weights. Download {inception.WEIGHTS_URL} and pass "
             f"--inception-weights PATH (or put it in ~/.cache/torch/hub/checkpoints/)")
@@ -111,16 +110,6 @@ def real_floor(config: Config, options: EvalOptions) -> torch.Tensor | None:
         return None
     start = (d.count if d.count is not None else 10**9) + 10**6  # past the held-out images too
     return builtin_images(d, start, options.count)
-
-
-def nearest_picture(samples: torch.Tensor, training: torch.Tensor, result: NoveltyResult, path: Path,
-                    columns: int = 8) -> Path:
-    """Top row: the samples closest to a training image; bottom row: those training images."""
-    order = np.argsort(result.ratios)[:columns]
-    top = to_uint8(samples[order])
-    bottom = to_uint8(training[result.neighbours[order]])
-    grid = make_grid(np.concatenate([top, bottom]), columns=len(order), scale=display_scale(samples.shape[-2]))
-    return save_png(grid, path)
 
 
 @dataclass(frozen=True)
@@ -234,6 +223,9 @@ class EvalResult:
             lines.append(f"horseshoe rate: {q.horseshoe_rate:.1%} pass the geometric check")
         lines.append(f"novelty: nearest-training-image distance / data spacing: median {n.ratio_median:.2f}, "
                      f"min {n.ratio_min:.2f}; near-copies (< 1/3): {n.near_copy_fraction:.1%}")
+        notice = copies.warning(n)
+        if notice is not None:
+            lines.append(notice)
         lines.append(f"variational bound: {bound.bits_per_dim:.3f} bits/dim on {bound.images} "
                      f"{self.heldout.description} ({bound.timesteps_used} timesteps)")
         lines.append(self.fid.line())
@@ -321,10 +313,10 @@ def evaluate(run_dir: str | Path, options: EvalOptions, weights: str = "ema", de
     if floor is not None:
         found_quality = dataclasses.replace(found_quality, swd_floor=swd_reference.distance(floor).mean)
 
-    training = training_images(run.config.data, 10_000, options.seed)
+    training = training_images(run.config.data, copies.TRAINING_LIMIT, options.seed)
     d = run.config.data
     found = novelty(samples, training, d.hflip, d.vflip, d.rot90, seed=options.seed)
-    nearest_picture(samples, training, found, out_dir / "nearest.png")
+    copies.draw(samples, training, found, out_dir / "nearest.png")
 
     held = (heldout if heldout is not None else training[:options.heldout]).to(run.device)
     held_out = HeldOut(
@@ -348,8 +340,9 @@ def evaluate(run_dir: str | Path, options: EvalOptions, weights: str = "ema", de
 
 def write_section(run_dir: Path, result: EvalResult) -> Path:
     """The Evaluation section of the run's index.html."""
-    body = report.table(result.rows()) + report.figure(
-        "eval/nearest.png", "most-copied samples (top) and their nearest training images (bottom)")
+    notice = copies.warning(result.novelty)
+    body = (report.note(notice) if notice else "") + report.table(result.rows()) + report.figure(
+        "eval/nearest.png", copies.caption(result.novelty))
     if result.sweep:
         body += report.figure("eval/sweep.png", "quality against network evaluations and wall time")
     if result.guidance_sweep:

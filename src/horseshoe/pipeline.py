@@ -2,7 +2,10 @@
 hooks that write the log, checkpoints, sample grids and quick evaluations, then the end pictures.
 
     RUN/config.json  metrics.jsonl  checkpoints/  progress/step-*.png (train.sample_every)
-    RUN/loss.png     samples.png    (drawn when training ends)
+    RUN/loss.png     samples.png    copies.png    index.html (when training ends)
+
+copies.png shows the samples of samples.png closest to a training image beside it (horseshoe.copies);
+when too many are near-copies, the run says so.
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ from pathlib import Path
 
 import torch
 
-from horseshoe import report
+from horseshoe import copies, report
 from horseshoe.config import Config
+from horseshoe.copies import CopyCheck
 from horseshoe.data import class_counts, training_images
 from horseshoe.data.transforms import to_uint8
 from horseshoe.metrics.novelty import novelty
@@ -28,9 +32,9 @@ from horseshoe.viz.grid import display_scale, make_grid, save_png
 from horseshoe.viz.plots import plot_loss
 
 
-def sample_grid(trainer: Trainer, path: Path, count: int = 64, progress: str | None = None) -> Path:
-    """A grid of samples from the EMA weights with the run's sampler settings; with classes, a row per class
-    (up to 8 images each, at the run's sample.guidance)."""
+def sample_grid(trainer: Trainer, path: Path, count: int = 64, progress: str | None = None) -> torch.Tensor:
+    """A grid of samples from the EMA weights with the run's sampler settings, saved at `path`; with
+    classes, a row per class (up to 8 images each, at the run's sample.guidance). Returns the samples."""
     count, labels, columns = min(count, trainer.config.sample.count), None, None
     if trainer.conditional:
         classes = trainer.config.model.num_classes
@@ -38,7 +42,8 @@ def sample_grid(trainer: Trainer, path: Path, count: int = 64, progress: str | N
         labels = torch.arange(classes).repeat_interleave(columns)
         count = len(labels)
     images = trainer.ema_samples(count, labels, progress)
-    return save_png(make_grid(to_uint8(images), columns, scale=display_scale(trainer.config.data.height)), path)
+    save_png(make_grid(to_uint8(images), columns, scale=display_scale(trainer.config.data.height)), path)
+    return images
 
 
 class SampleGridHook(Hook):
@@ -91,6 +96,7 @@ class RunResult:
     resumed_from: Path | None
     stop_signal: int | None  # SIGINT or SIGTERM, when one stopped training
     classes: dict[str, int | None]  # images per class ({} without classes; None for the endless stream)
+    copies: CopyCheck | None = None  # the end-of-training samples' near-copies (None: no end pictures)
 
 
 def run_hooks(run_dir: Path, progress: bool) -> list[Hook]:
@@ -99,8 +105,15 @@ def run_hooks(run_dir: Path, progress: bool) -> list[Hook]:
     return [log, QuickEvalHook(log), SampleGridHook(run_dir), CheckpointHook(run_dir)]
 
 
-def write_page(out: Path, trainer: Trainer, result: TrainResult) -> Path:
-    """RUN/index.html: samples, loss curve and numbers, the config as TOML, the next commands."""
+def check_copies(trainer: Trainer, samples: torch.Tensor, out: Path) -> CopyCheck:
+    """Near-copies among the end-of-training samples, against the training images already in memory."""
+    config = trainer.config
+    training = copies.training_reference(trainer.state.dataset, config.data, config.train.seed)
+    return copies.check(samples, training, config.data, out / "copies.png", seed=config.train.seed)
+
+
+def write_page(out: Path, trainer: Trainer, result: TrainResult, found: CopyCheck) -> Path:
+    """RUN/index.html: samples, near-copies, loss curve and numbers, the config as TOML, the next commands."""
     config = trainer.config
     sc = config.sample.for_sampler(trainer.schedule)
     rows = {"steps": result.step, "steps trained by this call": result.steps_trained,
@@ -110,6 +123,7 @@ def write_page(out: Path, trainer: Trainer, result: TrainResult) -> Path:
             "parameters": report.millions(sum(p.numel() for p in trainer.state.model.parameters()))}
     commands = [f"horseshoe sample {out} --count 64 --out {out}/samples", f"horseshoe evaluate {out}",
                 f"horseshoe train --out {out} --resume --steps {2 * result.step}"]
+    report.add_section(out, "copies", "Near-copies of training images", found.section("copies.png"), order=15)
     return report.run_sections(out, "samples.png", f"{min(64, sc.count)} samples from the EMA weights "
                                f"({sc.sampler}, {sc.steps} steps)", rows, config.to_toml(), commands)
 
@@ -137,14 +151,15 @@ def train(config: Config, out: str | Path, resume: str | Path | None = None, pro
           overwrite: bool = False) -> RunResult:
     """Train `config` into run directory `out`, resuming from a run or checkpoint if given.
 
-    Draws RUN/loss.png and RUN/samples.png at the end, unless a signal stopped it (the user is
-    waiting). A resume that finds the run already at its budget trains nothing and writes nothing
+    Draws RUN/loss.png, RUN/samples.png and RUN/copies.png (its samples beside their nearest training
+    images) and writes RUN/index.html at the end, unless a signal stopped it (the user is waiting).
+    A resume that finds the run already at its budget trains nothing and writes nothing
     (RunResult.training.stop_reason says so).
     """
     out = Path(out)
     if config.train.tensorboard:
         tensorboard_writer()  # a missing package is said before anything is written
-    trainer = Trainer(config, run_hooks(out, progress))
+    trainer, found_copies = Trainer(config, run_hooks(out, progress)), None
     try:
         found = prepare_run_dir(out, resume, overwrite, trainer.world.is_main)
         distributed.barrier(trainer.world)  # the others start once the main process has cleared the directory
@@ -158,9 +173,11 @@ def train(config: Config, out: str | Path, resume: str | Path | None = None, pro
             raise NonFiniteLoss(f"{error}; {where}") from None
         if trainer.world.is_main and result.steps_trained and result.stop_reason != "signal":
             plot_loss(read_metrics(out), out / "loss.png")
-            sample_grid(trainer, out / "samples.png", progress="samples.png" if progress else None)
-            write_page(out, trainer, result)
+            samples = sample_grid(trainer, out / "samples.png", progress="samples.png" if progress else None)
+            found_copies = check_copies(trainer, samples, out)
+            write_page(out, trainer, result, found_copies)
     finally:
         trainer.close()
     return RunResult(run_dir=out, training=result, checkpoint=checkpoint.latest(out), resumed_from=found,
-                     stop_signal=trainer.stop_signal, classes=class_counts(trainer.state.dataset))
+                     stop_signal=trainer.stop_signal, classes=class_counts(trainer.state.dataset),
+                     copies=found_copies)

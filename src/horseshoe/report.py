@@ -41,6 +41,11 @@ def table(rows: dict[str, Any]) -> str:
     return f"<table>{body}</table>"
 
 
+def note(text: str) -> str:
+    """A paragraph of plain text (a warning, a remark)."""
+    return f"<p>{html.escape(text, quote=False)}</p>"
+
+
 def preformatted(text: str) -> str:
     return f"<pre>{html.escape(text, quote=False)}</pre>"
 

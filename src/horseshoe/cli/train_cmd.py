@@ -84,8 +84,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"{how}: {result.step} steps; this call {result.images_per_sec:.0f} images/s with checkpoints and "
           f"evaluations, last step's loss {result.loss:.4f}")
     print(f"checkpoint: {done.checkpoint}")
+    if done.copies is not None:
+        print(done.copies.line())
     if result.stop_reason != "signal":
-        print(f"report: {out / 'index.html'} (samples.png, loss.png)")
+        print(f"report: {out / 'index.html'} (samples.png, copies.png, loss.png)")
     if result.nonfinite_skipped:
         print(f"skipped {result.nonfinite_skipped} steps with a non-finite loss")
     if result.scaler_skipped:

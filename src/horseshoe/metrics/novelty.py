@@ -31,7 +31,8 @@ def variants(images: torch.Tensor, hflip: bool, vflip: bool, rot90: bool) -> tor
 
 def nearest(queries: torch.Tensor, candidates: torch.Tensor, exclude: torch.Tensor | None = None,
             chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    """For each query (N, D), the smallest L2 distance to candidates (K, M, D) and that candidate's index in M.
+    """For each query (N, D), the smallest L2 distance to candidates (K, M, D) and where that candidate
+    lies: its flat index variant * M + image.
 
     exclude (N,), if given, is a candidate index per query to skip in all K variants (a training
     image is not its own neighbour).
@@ -48,7 +49,7 @@ def nearest(queries: torch.Tensor, candidates: torch.Tensor, exclude: torch.Tens
                 d[rows, variant * m + exclude[start:start + chunk]] = float("inf")
         value, index = d.min(dim=1)
         best_d.append(value)
-        best_i.append(index % m)
+        best_i.append(index)
     return torch.cat(best_d), torch.cat(best_i)
 
 
@@ -58,9 +59,11 @@ class NoveltyResult:
 
     distances: np.ndarray  # per sample
     neighbours: np.ndarray  # index of each sample's nearest training image
+    matched_variants: np.ndarray  # which variant of it was nearest (0: as is; the order of `variants`)
     ratios: np.ndarray  # distance / typical training-to-training nearest distance
     typical_spacing: float
     near_copy_fraction: float
+    flips: tuple[bool, bool, bool] = (False, False, False)  # hflip, vflip, rot90 of the comparison
 
     @property
     def ratio_median(self) -> float:
@@ -83,12 +86,26 @@ def novelty(samples: torch.Tensor, training: torch.Tensor, hflip: bool = False, 
         raise ValueError("novelty needs at least 2 training images to measure their spacing")
     train = training.float().flatten(1)
     candidates = variants(training.float(), hflip, vflip, rot90).flatten(2)
-    dist, index = nearest(samples.float().flatten(1), candidates)
+    dist, where = nearest(samples.float().flatten(1), candidates)
+    variant, index = where // train.shape[0], where % train.shape[0]
     # Typical spacing: a random subset of training images against all training images.
     rng = np.random.default_rng(seed)
     subset = torch.from_numpy(rng.choice(train.shape[0], min(spacing_queries, train.shape[0]), replace=False))
     spacing_d, _ = nearest(train[subset], candidates, exclude=subset)
     spacing = float(spacing_d.median())
     ratios = (dist / max(spacing, 1e-12)).numpy()
-    return NoveltyResult(distances=dist.numpy(), neighbours=index.numpy(), ratios=ratios, typical_spacing=spacing,
-                         near_copy_fraction=float((ratios < NEAR_COPY_RATIO).mean()))
+    return NoveltyResult(distances=dist.numpy(), neighbours=index.numpy(), matched_variants=variant.numpy(),
+                         ratios=ratios, typical_spacing=spacing,
+                         near_copy_fraction=float((ratios < NEAR_COPY_RATIO).mean()), flips=(hflip, vflip, rot90))
+
+
+def most_copied(result: NoveltyResult, count: int) -> np.ndarray:
+    """Indices of the `count` samples nearest to a training image relative to the spacing, nearest first."""
+    return np.argsort(result.ratios, kind="stable")[:count]
+
+
+def matched_images(training: torch.Tensor, result: NoveltyResult, indices: np.ndarray) -> torch.Tensor:
+    """The training images nearest to samples `indices`, flipped or turned the way they matched: a mirrored
+    copy shown beside its sample looks like the copy it is."""
+    picked = variants(training[torch.as_tensor(result.neighbours[indices])], *result.flips)  # (K, n, C, H, W)
+    return picked[torch.as_tensor(result.matched_variants[indices]), torch.arange(len(indices))]

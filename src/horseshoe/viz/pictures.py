@@ -36,7 +36,9 @@ def label_columns(picture: np.ndarray, labels: Sequence[str], cell_width: int, p
         draw.text((x, LABEL_HEIGHT / 2), text, fill=0 if c == 1 else (0, 0, 0), font=font, anchor="mm")
     strip_array = np.asarray(strip)
     strip_array = strip_array[..., None] if strip_array.ndim == 2 else strip_array
-    return np.concatenate([picture, strip_array[..., :c]], axis=0)
+    if c == 4:  # RGBA: an opaque strip
+        strip_array = np.concatenate([strip_array, np.full(strip_array.shape[:-1] + (1,), 255, np.uint8)], axis=-1)
+    return np.concatenate([picture, strip_array], axis=0)
 
 
 def label_rows(picture: np.ndarray, labels: Sequence[str], cell_height: int, padding: int,
