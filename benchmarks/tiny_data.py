@@ -68,7 +68,10 @@ def export(style: str, count: int, out: Path, seed: int = 0) -> Path:
 
 
 def train(folder: Path, out: Path, minutes: float, overrides: list[str]) -> dict:
-    """Train the folder for `minutes`, as `horseshoe train --data FOLDER --minutes M --set ...` does."""
+    """Train the folder for `minutes`, as `horseshoe train --data FOLDER --minutes M --set ...` does.
+
+    Not classes.train: a time budget may end at its deadline a few steps short of the step count it
+    planned (stop_reason 'time'), which that one refuses; here it is recorded."""
     config = horseshoe.build_config(None, [f"data.path={str(folder)!r}", f"train.minutes={minutes}", *overrides])
     started = time.perf_counter()
     done = horseshoe.train(config, out, progress=False, overwrite=True)
