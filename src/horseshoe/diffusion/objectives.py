@@ -49,8 +49,14 @@ def loss_from_noise(
     prediction: str = "eps",
     min_snr_gamma: float | None = None,
     labels: torch.Tensor | None = None,
+    augment: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Mean over the batch of || target - network(x_t, t[, labels]) ||^2 per pixel (Ho et al. Eq. 14, 'L_simple')."""
+    """Mean over the batch of || target - network(x_t, t[, labels][, augment=]) ||^2 per pixel (Ho et al. Eq. 14,
+    'L_simple').
+
+    With non-leaking augmentation x0 is the augmented image and `augment` its parameters (B, augment_dim):
+    the network learns the augmented images told which they are (Karras et al. 2022, EDM, Appendix C.4).
+    """
     if prediction not in OBJECTIVES:
         raise ValueError(f"unknown prediction target {prediction!r}; choose one of {', '.join(OBJECTIVES)}")
     if min_snr_gamma is not None and min_snr_gamma <= 0:
@@ -62,7 +68,10 @@ def loss_from_noise(
         target = x0
     else:
         target = process.v_target(schedule, x0, t, eps)
-    out = network(x_t, t) if labels is None else network(x_t, t, labels)
+    if augment is not None:
+        out = network(x_t, t, labels, augment=augment)
+    else:
+        out = network(x_t, t) if labels is None else network(x_t, t, labels)
     dtype = torch.promote_types(target.dtype, torch.float32)  # bf16/fp16 autocast output: compare in float32
     per_example = (out.to(dtype) - target.to(dtype)).pow(2).mean(dim=tuple(range(1, x0.ndim)))
     if min_snr_gamma is not None:

@@ -1,7 +1,9 @@
 """The U-Net of Ho et al. 2020 (the PixelCNN++-style backbone) with scale-shift time conditioning,
 and optionally a class: a learned embedding added to the time embedding (Dhariwal & Nichol 2021, ADM;
 diffusers' num_class_embeds), with one extra entry for "no class" (label NO_CLASS = -1), so that one
-network is both conditional and unconditional (Ho & Salimans 2022)."""
+network is both conditional and unconditional (Ho & Salimans 2022). A network trained with non-leaking
+augmentation is also told the augmentation's parameters, through a linear map added there too
+(Karras et al. 2022, EDM, Appendix C.4: augment_dim)."""
 
 from __future__ import annotations
 
@@ -28,6 +30,8 @@ class UNetConfig:
     times cheaper per level, as in Hoogeboom et al. 2023 ("simple diffusion"). num_classes > 0 adds
     a class embedding (training sets it from the data's classes; 0: unconditional). The defaults are
     the demo's, measured on a 2-core CPU (README): widths 64-128-128, attention in the middle only.
+    augment_dim > 0 adds a bias-free linear map of that many augmentation parameters (training sets
+    it when data.augment_p > 0; 0: none).
     """
 
     base_channels: int = 64
@@ -39,6 +43,7 @@ class UNetConfig:
     head_channels: int = 64
     patch_size: int = 2
     num_classes: int = 0
+    augment_dim: int = 0
 
     def __post_init__(self) -> None:
         if self.base_channels < 1 or not self.channel_mults or min(self.channel_mults) < 1:
@@ -57,6 +62,8 @@ class UNetConfig:
             raise ValueError(f"model.patch_size must be >= 1, got {self.patch_size}")
         if self.num_classes < 0:
             raise ValueError(f"model.num_classes must be >= 0 (0: no classes), got {self.num_classes}")
+        if self.augment_dim < 0:
+            raise ValueError(f"model.augment_dim must be >= 0 (0: no augmentation input), got {self.augment_dim}")
 
     @property
     def widths(self) -> tuple[int, ...]:
@@ -99,7 +106,8 @@ class _Level(nn.Module):
 
 
 class UNet(nn.Module):
-    """eps/x0/v-predicting U-Net: forward(x_t (B, C, H, W), t (B,), labels (B,) or None) -> (B, C, H, W).
+    """eps/x0/v-predicting U-Net: forward(x_t (B, C, H, W), t (B,), labels (B,) or None, augment (B, augment_dim)
+    or None) -> (B, C, H, W).
 
     image_shape (C, H, W) fixes the channels in and out and where attention_resolutions fall.
     """
@@ -156,16 +164,26 @@ class UNet(nn.Module):
         # Made last, so every other weight is initialised as in an unconditional network of the same seed.
         # Row num_classes is "no class"; N(0, 1) rows, as ADM's and diffusers' nn.Embedding.
         self.class_embed = nn.Embedding(cfg.num_classes + 1, emb_ch) if cfg.num_classes else None
+        # After the class embedding, for the same reason. Bias-free, so the zero vector (no augmentation,
+        # as at sampling) adds exactly nothing; zero at the start (made without drawing random numbers,
+        # so dropout draws as without it), so a fresh network ignores the augmentation at first.
+        self.augment_embed = (zero_init(nn.utils.skip_init(nn.Linear, cfg.augment_dim, emb_ch, bias=False))
+                              if cfg.augment_dim else None)
 
-    def check_input(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> None:
+    def check_input(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None,
+                    augment: torch.Tensor | None = None) -> None:
         """Raise ValueError naming the problem if x is not (B, C, H, W) with H, W divisible, t not (B,),
-        or labels not (B,) integers for a network with classes."""
+        labels not (B,) integers for a network with classes, or augment not (B, augment_dim)."""
         cfg, channels = self.config, self.image_shape[0]
         if x.ndim != 4 or x.shape[1] != channels:
             raise ValueError(f"expected input of shape (B, {channels}, H, W), got {tuple(x.shape)}")
         cfg.check_size(*x.shape[-2:])
         if t.shape != (x.shape[0],):
             raise ValueError(f"expected t of shape ({x.shape[0]},), got {tuple(t.shape)}")
+        if augment is not None and not cfg.augment_dim:
+            raise ValueError("this network takes no augmentation (model.augment_dim = 0); pass augment=None")
+        if augment is not None and augment.shape != (x.shape[0], cfg.augment_dim):
+            raise ValueError(f"expected augment of shape ({x.shape[0]}, {cfg.augment_dim}), got {tuple(augment.shape)}")
         if labels is None:
             return
         if not cfg.num_classes:
@@ -176,23 +194,30 @@ class UNet(nn.Module):
             raise ValueError(f"expected integer labels of shape ({x.shape[0]},), got {labels.dtype} "
                              f"{tuple(labels.shape)}")
 
-    def embed(self, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """The one conditioning vector every residual block reads: (B,) timesteps and classes -> (B, 4 base_channels).
+    def embed(self, t: torch.Tensor, labels: torch.Tensor | None = None,
+              augment: torch.Tensor | None = None) -> torch.Tensor:
+        """The one conditioning vector every residual block reads: (B,) timesteps, classes and augmentation
+        parameters -> (B, 4 base_channels).
 
         The class embedding is added to the time embedding (ADM's label_emb); labels None, or NO_CLASS
-        entries, read the "no class" row. Further conditioning goes here too, so no layer changes.
+        entries, read the "no class" row. The augmentation's linear map is added too (EDM's map_augment);
+        augment None means no augmentation, the zero vector, which adds nothing: how samples are drawn.
         """
         # The embedding follows the weights' dtype, so a network cast to bf16 runs without autocast.
         emb = self.time_mlp(timestep_embedding(t, self.config.base_channels).to(self.conv_in.weight.dtype))
-        if self.class_embed is None:
-            return emb
-        no_class = self.config.num_classes
-        rows = torch.full_like(t, no_class) if labels is None else torch.where(labels == NO_CLASS, no_class, labels)
-        return emb + self.class_embed(rows.to(device=emb.device, dtype=torch.int64)).to(emb.dtype)
+        if self.class_embed is not None:
+            no_class = self.config.num_classes
+            rows = torch.full_like(t, no_class) if labels is None else torch.where(labels == NO_CLASS, no_class,
+                                                                                    labels)
+            emb = emb + self.class_embed(rows.to(device=emb.device, dtype=torch.int64)).to(emb.dtype)
+        if self.augment_embed is not None and augment is not None:
+            emb = emb + self.augment_embed(augment.to(device=emb.device, dtype=emb.dtype)).to(emb.dtype)
+        return emb
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        self.check_input(x, t, labels)
-        emb = self.embed(t, labels)
+    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None,
+                augment: torch.Tensor | None = None) -> torch.Tensor:
+        self.check_input(x, t, labels, augment)
+        emb = self.embed(t, labels, augment)
         p = self.config.patch_size
         h = self.conv_in(F.pixel_unshuffle(x, p) if p > 1 else x)
         skips = [h]
