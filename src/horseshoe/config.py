@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from horseshoe.data.augment import AUGMENT_DIM
 from horseshoe.data.config import DataConfig
 from horseshoe.diffusion.config import DiffusionConfig
 from horseshoe.models.unet import UNetConfig
@@ -133,6 +134,9 @@ class Config:
         self.model.attention_levels(d.height, d.width)
         check_seed("data.seed", d.seed)
         check_seed("sample.seed", self.sample.seed)
+        if self.model.augment_dim not in (0, AUGMENT_DIM):
+            raise ValueError(f"model.augment_dim must be 0 or {AUGMENT_DIM} (the augmentation parameters' count), "
+                             f"got {self.model.augment_dim}")
         if d.classes and len(d.classes) != self.model.num_classes:
             raise ValueError(f"data.classes names {len(d.classes)} classes but model.num_classes is "
                              f"{self.model.num_classes}")
@@ -291,8 +295,48 @@ def with_classes(config: Config, classes: tuple[str, ...]) -> Config:
     return merge(config, {"model": {"num_classes": len(classes)}, "data": {"classes": list(classes)}})
 
 
+AUTO_AUGMENT_P = 0.12  # EDM's augmentation probability (Karras et al. 2022, Appendix C.4)
+SMALL_FOLDER = 1000  # auto augmentation: on for folders of fewer images than this
+
+
+def with_augmentation(config: Config, images: int | None) -> tuple[Config, str]:
+    """The config with data.augment_p resolved and model.augment_dim to match, and one line saying which and why.
+
+    data.augment_p None (auto) is AUTO_AUGMENT_P for a folder of fewer than SMALL_FOLDER images
+    (`images`; None for the endless stream), else 0. Augmentation on gives the network its input
+    (model.augment_dim = AUGMENT_DIM); a network that has one keeps it when augmentation is off (a
+    resume with data.augment_p=0), and is then told "no augmentation".
+    """
+    d = config.data
+    p = d.augment_p
+    if p is not None:
+        why = f"data.augment_p = {p:g}"
+    elif d.path is not None and images is not None and images < SMALL_FOLDER:
+        p, why = AUTO_AUGMENT_P, f"auto: a folder of {images} images, fewer than {SMALL_FOLDER:,}"
+    else:
+        p = 0.0
+        why = ("auto: the built-in horseshoes" if d.path is None else
+               f"auto: a folder of {images:,} images, {SMALL_FOLDER:,} or more")
+    on = bool(p and d.augment)
+    if on:
+        line = (f"augmentation: on, each of {', '.join(d.augment)} with probability {p:g}, the network told which "
+                f"({why})")
+    elif p:
+        line = "augmentation: off (data.augment lists no transform)"
+    else:
+        line = f"augmentation: off ({why}; --set data.augment_p={AUTO_AUGMENT_P} turns it on)"
+    dim = AUGMENT_DIM if on else config.model.augment_dim
+    return merge(config, {"data": {"augment_p": p}, "model": {"augment_dim": dim}}), line
+
+
 def from_dict(values: dict[str, Any]) -> Config:
-    """A config from a (saved) dict: defaults for anything missing, errors for anything unknown."""
+    """A config from a (saved) dict: defaults for anything missing, errors for anything unknown.
+
+    A config saved before data.augment_p existed was trained without augmentation: it reads as 0, not auto.
+    """
+    data = values.get("data")
+    if isinstance(data, dict) and "augment_p" not in data:
+        values = {**values, "data": {**data, "augment_p": 0.0}}
     return merge(Config(), values)
 
 

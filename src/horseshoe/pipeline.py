@@ -97,6 +97,7 @@ class RunResult:
     stop_signal: int | None  # SIGINT or SIGTERM, when one stopped training
     classes: dict[str, int | None]  # images per class ({} without classes; None for the endless stream)
     copies: CopyCheck | None = None  # the end-of-training samples' near-copies (None: no end pictures)
+    augment: str = ""  # one line: non-leaking augmentation on or off, and why (config.with_augmentation)
 
 
 def run_hooks(run_dir: Path, progress: bool) -> list[Hook]:
@@ -180,4 +181,4 @@ def train(config: Config, out: str | Path, resume: str | Path | None = None, pro
         trainer.close()
     return RunResult(run_dir=out, training=result, checkpoint=checkpoint.latest(out), resumed_from=found,
                      stop_signal=trainer.stop_signal, classes=class_counts(trainer.state.dataset),
-                     copies=found_copies)
+                     copies=found_copies, augment=trainer.state.augment_line)

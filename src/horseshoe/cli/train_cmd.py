@@ -79,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     if done.classes:
         counts = ", ".join(name if n is None else f"{name} ({n})" for name, n in done.classes.items())
         print(f"{len(done.classes)} classes: {counts}")
+    print(done.augment)
     how = {"signal": "stopped by signal", "time": "stopped at the time limit (train.minutes or train.max_minutes)",
            "budget": "done"}[result.stop_reason]
     print(f"{how}: {result.step} steps; this call {result.images_per_sec:.0f} images/s with checkpoints and "

@@ -11,6 +11,11 @@ Class labels follow the images: the label at a stream position is that image's c
 the dataset says by the flips decided for that position. With data.balance_classes an epoch is
 classes x (the largest class's size) positions, every class filling its share with its own images
 reshuffled as often as it takes, so a class of 3 images is drawn as often as one of 300.
+
+Non-leaking augmentation (data.augment_p > 0, horseshoe.data.augment) is decided the same way, from
+further hashes of each position; the loader hands its parameters over with the batch and the
+trainer applies them on the training device. It leaves labels alone: the network is told the
+transform, and the class describes the image before it (what sampling, with no transform, draws).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from horseshoe.data.augment import UNIFORMS, AugmentParams, draw_params
 from horseshoe.data.config import DataConfig
 from horseshoe.data.dataset import Dataset
 from horseshoe.data.transforms import apply_augmentation, augmentation_from_bits, to_model_range
@@ -33,6 +39,26 @@ def hash_positions(seed: int, positions: np.ndarray) -> np.ndarray:
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         return z ^ (z >> np.uint64(31))
+
+
+def position_uniforms(seed: int, positions: np.ndarray, count: int) -> np.ndarray:
+    """(N, count) float64 uniforms in [0, 1) per position, apart from the flips' bits: column j hashes
+    those bits again with a constant of its own, and its top 53 bits make the number."""
+    base = hash_positions(seed, positions)
+    with np.errstate(over="ignore"):
+        salts = (np.arange(1, count + 1, dtype=np.uint64) * np.uint64(0xD1B54A32D192ED03))
+    bits = hash_positions(seed, base[:, None] ^ salts[None, :])
+    return (bits >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
+@dataclass(frozen=True)
+class TrainingBatch:
+    """This rank's share of a global batch: images in [-1, 1], int64 labels (None when unlabelled), and the
+    non-leaking augmentation to apply to it on the training device (None when data.augment_p is 0)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor | None
+    augment: AugmentParams | None
 
 
 def derived_generator(*keys: int) -> torch.Generator:
@@ -138,6 +164,25 @@ class BatchLoader:
         if self.pin_memory:
             images = images.pin_memory()
         return images, None if labels is None else torch.from_numpy(labels)
+
+    @property
+    def augments(self) -> bool:
+        """Whether batches come with non-leaking augmentation parameters (data.augment_p > 0, some enabled)."""
+        return bool(self.config.augment_p) and bool(self.config.augment)
+
+    def augment_params(self, batch: int) -> AugmentParams:
+        """The non-leaking augmentation of this rank's share of global batch `batch`, drawn per stream position."""
+        c = self.config
+        uniforms = position_uniforms(self.seed, self.positions(batch), UNIFORMS)
+        return draw_params(uniforms, c.augment_p, c.augment, c.height, c.width)
+
+    def next_training_batch(self) -> TrainingBatch:
+        """next_with_labels, with the augmentation drawn for the same positions; advances the position."""
+        batch = self.position
+        images, labels = self.next_with_labels()
+        # The labels stay those of the images before this augmentation: the network is told the transform,
+        # and a class asked for at sampling (with no transform) must mean the untransformed image.
+        return TrainingBatch(images, labels, self.augment_params(batch) if self.augments else None)
 
     def next_batch(self) -> torch.Tensor:
         """This rank's share of the next global batch, augmented; advances the position."""

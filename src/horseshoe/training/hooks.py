@@ -10,8 +10,8 @@ from horseshoe.training.trainer import Hook, StepResult, Trainer, TrainResult
 
 
 class LogHook(Hook):
-    """RUN/config.json, and RUN/metrics.jsonl: start (with the images per class of a run with classes), a
-    record every train.log_every steps, end.
+    """RUN/config.json, and RUN/metrics.jsonl: start (with the images per class of a run with classes, and a
+    line saying whether non-leaking augmentation is on and why), a record every train.log_every steps, end.
 
     A record's loss and images/s are over the steps since the previous record (the training steps
     alone: evaluations and checkpoints are not counted); the progress bar shows the same numbers.
@@ -35,7 +35,8 @@ class LogHook(Hook):
             self.log = RunLog(self.run_dir, tensorboard=trainer.config.train.tensorboard)
             record = {"event": "start" if trainer.first_step == 0 else "resume", "step": trainer.step,
                       "device": str(trainer.device), "precision": trainer.precision,
-                      "processes": trainer.world.world_size, **trainer.device_settings}
+                      "processes": trainer.world.world_size, **trainer.device_settings,
+                      "augment": trainer.state.augment_line}
             if trainer.conditional:  # images per class (null for the endless horseshoe stream)
                 record["classes"] = class_counts(trainer.state.dataset)
             self.log.write(record)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
-from horseshoe.config import Config, from_dict, incompatibility, with_classes
+from horseshoe.config import Config, from_dict, incompatibility, with_augmentation, with_classes
 from horseshoe.data import BatchLoader, build_dataset
 from horseshoe.models import UNet
 from horseshoe.training import checkpoint
@@ -18,7 +20,8 @@ class TrainState:
     The loader yields this process's share of each global batch of `micro_batch` images; `noise`
     draws t and eps (and which labels to drop) for the whole global batch, on the training device.
     `config` is the one given with the data's classes filled in (config.with_classes): the model
-    has a class embedding exactly when the data has classes. The gradient scaler is on
+    has a class embedding exactly when the data has classes; and with data.augment_p resolved
+    (config.with_augmentation, which `augment_line` reports). The gradient scaler is on
     for fp16 only (bf16 has float32's range; a disabled scaler passes everything through unchanged).
     """
 
@@ -26,7 +29,13 @@ class TrainState:
                  precision: str = "fp32") -> None:
         tc = config.train
         self.dataset = build_dataset(config.data)  # first: its classes decide the model
-        self.config, self.device = with_classes(config, tuple(self.dataset.classes)), device
+        size = None if self.dataset.endless else len(self.dataset)
+        if size == 1:
+            where = f"folder {config.data.path!r}" if config.data.path else "the built-in set (data.count=1)"
+            warnings.warn(f"{where} holds a single image: every sample will be a copy of it", stacklevel=2)
+        config = with_classes(config, tuple(self.dataset.classes))
+        self.config, self.augment_line = with_augmentation(config, size)
+        self.device = device
         config = self.config
         torch.manual_seed(tc.seed)  # the same initial weights in every process
         self.model = UNet(config.model, config.data.shape).to(device)

@@ -20,6 +20,8 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from horseshoe.config import Config
+from horseshoe.data.augment import augment_images
+from horseshoe.data.loader import TrainingBatch
 from horseshoe.diffusion import Denoiser
 from horseshoe.diffusion.objectives import draw_noise, drop_labels, loss_from_noise
 from horseshoe.runtime import autocast, pick_device, resolve_precision, setup_device
@@ -191,8 +193,9 @@ class Trainer:
         u_all = torch.rand(tc.batch_size, generator=st.noise, device=st.noise.device) if self.conditional else None
         loss_sum = torch.zeros((), device=self.device)
         for micro in range(tc.grad_accum):
-            x0, labels = st.loader.next_with_labels()
-            x0 = x0.to(self.device, non_blocking=True)
+            batch = st.loader.next_training_batch()
+            labels = batch.labels
+            x0, augment = self._augmented(batch)
             if tc.channels_last:
                 x0 = x0.contiguous(memory_format=torch.channels_last)
             rows = slice(micro * self.micro_batch + self.world.rank * share,
@@ -203,7 +206,7 @@ class Trainer:
             with (self.network.no_sync() if sync else contextlib.nullcontext()), autocast(self.device, self.precision):
                 loss = loss_from_noise(self.network, self.schedule, x0, t_all[rows], eps_all[rows],
                                        self.config.diffusion.prediction, self.config.diffusion.min_snr_gamma,
-                                       labels if u_all is not None else None)
+                                       labels if u_all is not None else None, augment)
             st.scaler.scale(loss / tc.grad_accum).backward()  # a disabled scaler (not fp16) returns its input
             loss_sum += loss.detach() / tc.grad_accum
         loss_value = float(distributed.mean(loss_sum, self.world))
@@ -233,6 +236,17 @@ class Trainer:
         st.images_seen += tc.batch_size
         st.ema.update(st.model, tc.batch_size, st.images_seen)
         return StepResult(st.step, loss_value, self.clock() - started, lr, grad_norm)
+
+    def _augmented(self, batch: TrainingBatch) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The batch's images on the training device, with its non-leaking augmentation applied there, and the
+        augmentation vector for the network (zeros when none is drawn; None for a network without the input)."""
+        x0 = batch.images.to(self.device, non_blocking=True)
+        if not self.config.model.augment_dim:
+            return x0, None
+        if batch.augment is None:  # augmentation off (data.augment_p=0) in a network that has the input
+            return x0, torch.zeros(len(x0), self.config.model.augment_dim, device=self.device)
+        _, height, width = self.config.data.shape
+        return augment_images(x0, batch.augment), batch.augment.vector(height, width).to(self.device)
 
     @property
     def conditional(self) -> bool:
