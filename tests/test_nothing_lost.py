@@ -43,7 +43,7 @@ def test_a_broken_latest_is_never_trained_over_and_resumes_from_the_newest_compl
     assert train(tmp_path, "--resume", "--steps", "3") == 0
     captured = capsys.readouterr()
     assert captured.err.count("horseshoe: warning:") == 1, captured.err
-    assert ("latest' names step-00000099, which does not exist; using the newest complete checkpoint, "
+    assert ("latest' names step-00000099, which does not exist; using the newest resumable checkpoint, "
             "step-00000002") in captured.err
     assert "resumed from" in captured.out and checkpoint.latest(tmp_path).name == "step-00000003"
 

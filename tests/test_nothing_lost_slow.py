@@ -12,13 +12,14 @@ from training_helpers import cli_args
 
 from horseshoe.cli import main
 from horseshoe.training import checkpoint
+from horseshoe.training.checkpoint import TENSOR_PARTS
 
 KILLS = 30
 
 
 def start(out, fresh: bool) -> subprocess.Popen:
     args = ["train", "--out", str(out), "--no-progress", "--steps", "100000"]
-    args += cli_args("train.checkpoint_every=1", "train.keep_checkpoints=2") if fresh else ["--resume"]
+    args += cli_args("train.checkpoint_every=1") if fresh else ["--resume"]  # three kept: one pruned to weights
     return subprocess.Popen([sys.executable, "-m", "horseshoe", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
@@ -31,7 +32,8 @@ def steps_logged(out) -> int:
 @pytest.mark.slow
 def test_kill_9_torture(tmp_path):
     # Checkpoints every step, so a kill lands mid-save, mid-prune or mid-step at random; after each,
-    # the latest checkpoint must load, sample, and resume at the step it names.
+    # the latest checkpoint must load, sample, and resume at the step it names, and every checkpoint
+    # must be resumable or load its weights.
     rng, out, failures, last_step = random.Random(0), tmp_path / "run", [], 0
     for kill in range(KILLS):
         proc = start(out, fresh=kill == 0)
@@ -47,6 +49,8 @@ def test_kill_9_torture(tmp_path):
             found = checkpoint.latest(out)
             step = json.loads((found / "state.json").read_text())["step"]
             checkpoint.load(found)
+            for path in (out / "checkpoints").glob("step-*"):
+                checkpoint.load(path, parts=TENSOR_PARTS if checkpoint.is_resumable(path) else ("model", "ema", "rng"))
             assert main(["sample", str(out), "--count", "2", "--steps", "2", "--out", str(tmp_path / "s")]) == 0
             if step < last_step:
                 failures.append(f"kill {kill}: latest went back from step {last_step} to {step}")

@@ -98,11 +98,11 @@ def test_crash_during_save_leaves_last_checkpoint_loadable(tmp_path, monkeypatch
     real_save = checkpoint.save_file
     calls = []
 
-    def dies_midway(tensors, path):  # the process dies after writing some of the files
+    def dies_midway(tensors, path, **options):  # the process dies after writing some of the files
         calls.append(path)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        real_save(tensors, path)
+        real_save(tensors, path, **options)
 
     monkeypatch.setattr(checkpoint, "save_file", dies_midway)
     trainer.state.step += 1
@@ -120,7 +120,7 @@ def test_disk_full_says_so_and_keeps_previous(tmp_path, monkeypatch):
     trainer = train(tmp_path, "train.steps=2")
     good = checkpoint.latest(tmp_path)
 
-    def full(tensors, path):
+    def full(tensors, path, **options):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(checkpoint, "save_file", full)

@@ -134,7 +134,7 @@ def prepare_run_dir(out: Path, resume: str | Path | None, overwrite: bool, main:
     --resume or --overwrite, and (main process only) clears what a crashed save left behind. Every
     process checks, so that a refusal stops them all."""
     if resume is not None:
-        found = checkpoint.resolve(resume)
+        found = checkpoint.resolve(resume, resume=True)
     elif checkpoint.has_checkpoints(out) and not overwrite:
         raise ValueError(f"run directory {str(out)!r} already has checkpoints; pass --resume to continue it, "
                          f"--overwrite to start it over, or choose another --out")

@@ -33,7 +33,8 @@ def register(subparsers) -> None:
     budget.add_argument("--minutes", type=positive_float, help="train for this long: the first steps are timed and "
                         "the step count fixed so that the learning-rate decay and the EMA fit (train.minutes)")
     p.add_argument("--resume", nargs="?", const="latest", metavar="PATH",
-                   help="continue from the run's latest checkpoint, or from PATH (a run or checkpoint directory)")
+                   help="continue from the run's latest checkpoint, or from PATH (a run or checkpoint directory; a "
+                   "run's newest two checkpoints can resume, older ones hold its weights only)")
     p.add_argument("--device", help=f"{DEVICES} (default: {t.device}, train.device)")
     p.add_argument("--precision", choices=PRECISIONS, help="fp16 trains with a gradient scaler; auto: bf16 where it "
                    f"is fast, else fp16 on CUDA, else fp32 (default: {t.precision}, train.precision)")
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
 
     out, base, resume_from = Path(args.out), None, None
     if args.resume:
-        resume_from = checkpoint.resolve(out if args.resume == "latest" else Path(args.resume))
+        resume_from = checkpoint.resolve(out if args.resume == "latest" else Path(args.resume), resume=True)
         base = from_dict(checkpoint.load(resume_from, parts=()).config)
         if args.resume != "latest" and args.out == "runs/train":
             out = resume_from.parent.parent  # keep writing into the run the checkpoint belongs to

@@ -79,6 +79,12 @@ def exchange(a: Path, b: Path) -> bool:
     raise OSError(code, os.strerror(code), str(a), None, str(b))
 
 
+def unlink(path: Path) -> None:
+    """Delete one file (atomic: a kill leaves it there or gone) and flush its folder; raises OSError."""
+    os.unlink(path)
+    fsync(path.parent)
+
+
 def delete(path: Path) -> None:
     """Delete a folder by renaming it to a hidden trash name first: a kill midway leaves a
     .trash-NAME-PID folder to clean up, never a half-deleted NAME one."""

@@ -4,13 +4,20 @@
                                     rng.safetensors    state.json       config.json
     RUN/checkpoints/latest          the name of the newest complete checkpoint
 
+A checkpoint is complete (it loads for sampling, evaluation and export) with every file but
+optimizer.safetensors, and resumable with that one too: AdamW's moments, with the optimizer's param
+groups and the fp16 gradient scaler in its metadata, twice the model's size. Pruning drops it from all
+but the newest two resumable checkpoints (two, so that a broken `latest` still has a resumable
+fallback); the rest of what resume needs (random states, data position) is a few KB and stays.
+
 A save writes everything into a hidden `.tmp-*` directory, fsyncs it, renames it into place (swapping
 it atomically with an existing one of the same step), replaces `latest` the same way, and only then
-prunes old checkpoints, each renamed to a hidden `.trash-*` name before it is deleted. A crash, Ctrl-C
-or kill -9 at any moment leaves `latest` naming a complete checkpoint, plus at worst hidden leftovers
-that `clean_stale` removes. Loading checks every field, and reads safetensors and JSON only: nothing
-in a checkpoint is ever executed. The crash-safe file steps are in `atomic`, the field checks in
-`checkpoint_checks`.
+prunes old checkpoints: each one past the kept count renamed to a hidden `.trash-*` name before it is
+deleted, then older ones' optimizer.safetensors unlinked (one atomic step: the checkpoint is resumable
+or weights only, never between). A crash, Ctrl-C or kill -9 at any moment leaves `latest` naming a
+complete resumable checkpoint, plus at worst hidden leftovers that `clean_stale` removes. Loading
+checks every field, and reads safetensors and JSON only: nothing in a checkpoint is ever executed.
+The crash-safe file steps are in `atomic`, the field checks in `checkpoint_checks`.
 """
 
 from __future__ import annotations
@@ -25,16 +32,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
 from horseshoe.training import atomic, checkpoint_checks
-from horseshoe.training.checkpoint_checks import FORMAT, VERSION
+from horseshoe.training.checkpoint_checks import FORMAT, OPTIMIZER_KEYS, VERSION
 
 TENSOR_PARTS = ("model", "ema", "optimizer", "rng")
-# Complete = every file a save writes is there. Folders are renamed in whole, so a crash never leaves
-# a step-* folder short of a file; a missing one means later damage (a partial copy, a hand edit).
-REQUIRED_FILES = tuple(f"{part}.safetensors" for part in TENSOR_PARTS) + ("state.json", "config.json")
+RESUME_PART = "optimizer"  # the part only resume needs, and the bulk of a checkpoint: pruned from older ones
+RESUME_FILE = f"{RESUME_PART}.safetensors"
+RESUMABLE_KEPT = 2  # the newest checkpoints that keep RESUME_FILE: `latest` and its fallback
+# Complete = every file a save writes but RESUME_FILE is there. Folders are renamed in whole, so a crash
+# never leaves a step-* folder short of a file; a missing one means later damage (a partial copy, a hand edit).
+REQUIRED_FILES = tuple(f"{part}.safetensors" for part in TENSOR_PARTS if part != RESUME_PART) + (
+    "state.json", "config.json")
 PREFIX = "step-"
 STEP_NAME = re.compile(rf"{PREFIX}(\d+)")
 log = logging.getLogger(__name__)
@@ -58,8 +69,22 @@ def checkpoint_name(step: int) -> str:
 
 
 def missing_files(path: Path) -> list[str]:
-    """The files a save writes that `path` lacks: empty for a complete checkpoint."""
+    """The files a loadable checkpoint needs that `path` lacks: empty for a complete checkpoint."""
     return [name for name in REQUIRED_FILES if not (path / name).is_file()]
+
+
+def is_resumable(path: Path) -> bool:
+    """Whether `path` is a complete checkpoint that still holds the optimizer state resume needs."""
+    return not missing_files(path) and (path / RESUME_FILE).is_file()
+
+
+def weights_only_error(path: Path) -> ValueError:
+    """The one line that refuses to resume from `path`, which lacks RESUME_FILE, naming the ones that can."""
+    others = [p.name for p in _steps(path.parent) if p != path and is_resumable(p)]
+    where = f"resumable: {', '.join(others)}" if others else "none of its neighbours is resumable either"
+    return ValueError(f"checkpoint {str(path)!r} holds weights only (no {RESUME_FILE}: a run keeps the optimizer "
+                      f"state in its newest {RESUMABLE_KEPT} checkpoints), so it can be sampled, evaluated and "
+                      f"exported but not resumed; {where}")
 
 
 # ---- the steps of a save: module functions, so a test can kill a save between any two -------------
@@ -68,11 +93,15 @@ def _write_folder(folder: Path, checkpoint: Checkpoint) -> None:
     """Every file of a checkpoint into a fresh folder, flushed to disk."""
     atomic.remove(folder)
     folder.mkdir()
+    moved = {key: checkpoint.state[key] for key in OPTIMIZER_KEYS if key in checkpoint.state}
     for part, tensors in checkpoint.tensors.items():
         path = folder / f"{part}.safetensors"
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path))
+        # The optimizer's JSON state goes with its moments, so that pruning one file drops all of it.
+        metadata = {"state": json.dumps(moved)} if part == RESUME_PART else None
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path), metadata=metadata)
         atomic.fsync(path)
-    state = {"format": FORMAT, "version": VERSION, **checkpoint.state}
+    kept = {key: value for key, value in checkpoint.state.items() if key not in OPTIMIZER_KEYS}
+    state = {"format": FORMAT, "version": VERSION, **kept}
     atomic.write_text(folder / "state.json", json.dumps(state, indent=2))
     atomic.write_text(folder / "config.json", json.dumps(checkpoint.config, indent=2))
     atomic.fsync(folder)
@@ -180,35 +209,51 @@ def _find(root: Path) -> tuple[Path | None, str]:
     if named is not None:
         return named, ""
     steps = _steps(root)
-    newest = next((p for p in reversed(steps) if not missing_files(p)), None)
+    newest = next((p for p in reversed(steps) if is_resumable(p)), None) or next(
+        (p for p in reversed(steps) if not missing_files(p)), None)  # else one to sample, at least
     problem = problem or ("is missing" if steps else "")
     return newest, f"{str(root / 'latest')!r} {problem}" if problem else ""
 
 
+def _fallback(found: Path | None) -> str:
+    if found is None:
+        return "no complete checkpoint exists"
+    if is_resumable(found):
+        return f"using the newest resumable checkpoint, {found.name}"
+    return f"using the newest complete checkpoint, {found.name} (weights only: none is resumable)"
+
+
 def latest(run_dir: str | Path) -> Path | None:
-    """The checkpoint `latest` names; where that is missing, broken or incomplete, the newest complete
-    step-* folder (with a one-line warning saying so); None when there is none."""
+    """The checkpoint `latest` names; where that is missing, broken or incomplete, the newest resumable
+    step-* folder, else the newest complete one (with a one-line warning saying so); None when there is none."""
     found, problem = _find(Path(run_dir) / "checkpoints")
     if problem:
-        log.warning("%s; %s", problem, f"using the newest complete checkpoint, {found.name}" if found
-                    else "no complete checkpoint exists")
+        log.warning("%s; %s", problem, _fallback(found))
     return found
 
 
-def resolve(path: str | Path) -> Path:
-    """A run directory (-> its latest checkpoint) or a checkpoint directory; one-line errors otherwise."""
+def resolve(path: str | Path, resume: bool = False) -> Path:
+    """A run directory (-> its latest checkpoint) or a checkpoint directory; one-line errors otherwise.
+
+    resume: refuse a checkpoint without the optimizer state (weights_only_error).
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no run or checkpoint at {str(path)!r}")
     if (path / "state.json").exists():
-        return path
-    root = path / "checkpoints"
-    found, problem = _find(root)
-    if found is None and problem:
-        raise FileNotFoundError(f"{problem}, and {str(root)!r} holds no complete checkpoint")
-    if found is None:
-        raise FileNotFoundError(f"{str(path)!r} is not a checkpoint (no state.json) and holds no checkpoints/latest")
-    return latest(path)  # the same one, with the warning if `latest` was broken
+        found = path
+    else:
+        root = path / "checkpoints"
+        found, problem = _find(root)
+        if found is None and problem:
+            raise FileNotFoundError(f"{problem}, and {str(root)!r} holds no complete checkpoint")
+        if found is None:
+            raise FileNotFoundError(f"{str(path)!r} is not a checkpoint (no state.json) and holds no "
+                                    f"checkpoints/latest")
+        found = latest(path)  # the same one, with the warning if `latest` was broken
+    if resume and not (found / RESUME_FILE).is_file():
+        raise weights_only_error(found)
+    return found
 
 
 def has_checkpoints(run_dir: str | Path) -> bool:
@@ -235,7 +280,8 @@ def clean_stale(run_dir: str | Path) -> list[Path]:
 
 
 def prune(root: Path, keep: int) -> None:
-    """Delete all but the newest `keep` checkpoints (never the one `latest` names) and stale leftovers."""
+    """Delete all but the newest `keep` checkpoints and stale leftovers, then the optimizer state of all
+    but the newest RESUMABLE_KEPT resumable ones; never touches the one `latest` names."""
     _clean(root)
     named = _named(root)[0]
     for old in _steps(root)[:-keep] if keep > 0 else []:
@@ -244,6 +290,12 @@ def prune(root: Path, keep: int) -> None:
                 atomic.delete(old)
             except OSError as error:  # the new checkpoint is saved; an old one left over only costs space
                 log.warning("could not delete old checkpoint %r: %s", str(old), error.strerror)
+    for old in [p for p in _steps(root) if is_resumable(p)][:-RESUMABLE_KEPT]:
+        if old != named:
+            try:  # one unlink: `old` is resumable or weights only at every instant, complete throughout
+                atomic.unlink(old / RESUME_FILE)
+            except OSError as error:
+                log.warning("could not drop the optimizer state of old checkpoint %r: %s", str(old), error.strerror)
 
 
 # ---- loading ---------------------------------------------------------------------------------------
@@ -271,15 +323,35 @@ def load(path: str | Path, parts: tuple[str, ...] = TENSOR_PARTS) -> Checkpoint:
     for part in parts:
         file = path / f"{part}.safetensors"
         if not file.exists():
-            raise corrupt(f"missing {file.name}")
+            raise weights_only_error(path) if part == RESUME_PART else corrupt(f"missing {file.name}")
         try:
-            tensors[part] = load_file(str(file))
+            with safe_open(str(file), framework="pt") as opened:
+                tensors[part] = {name: opened.get_tensor(name) for name in opened.keys()}
+                metadata = opened.metadata() or {}
         except (SafetensorError, OSError, ValueError) as error:
             raise corrupt(f"{file.name}: {error}") from None
+        if part == RESUME_PART and state["version"] >= 2:  # version 1 kept this in state.json
+            moved, problem = _optimizer_state(metadata)
+            if problem:
+                raise corrupt(problem)
+            state = {**state, **moved}
     problem = checkpoint_checks.rng_problem(tensors["rng"]) if "rng" in tensors else None
     if problem:
         raise corrupt(problem)
     return Checkpoint(config=config, state=state, tensors=tensors)
+
+
+def _optimizer_state(metadata: dict[str, str]) -> tuple[dict[str, Any], str | None]:
+    """The optimizer's JSON state (OPTIMIZER_KEYS) from the metadata of RESUME_FILE, and what is wrong with it."""
+    source = f"{RESUME_FILE} metadata"
+    if "state" not in metadata:
+        return {}, f"{source} lacks 'state'"
+    try:
+        fields = json.loads(metadata["state"])
+    except json.JSONDecodeError as error:
+        return {}, f"{source}: unreadable JSON ({error})"
+    problem = checkpoint_checks.optimizer_problem(fields, source)
+    return ({} if problem else {key: fields[key] for key in OPTIMIZER_KEYS if key in fields}), problem
 
 
 def export(source: str | Path, out: str | Path, weights: str = "ema") -> Path:

@@ -163,7 +163,7 @@ class Trainer:
 
     def resume(self, path: str | Path) -> Path:
         """Continue exactly where a checkpoint (or a run's latest) left off; its model must match this config's."""
-        found = checkpoint.resolve(path)
+        found = checkpoint.resolve(path, resume=True)
         self.state.load_state_dict(checkpoint.load(found), str(found))
         return found
 
