@@ -104,7 +104,9 @@ def evaluate(system, scorer: Scorer, sampler: str, count: int, args, trained: fl
     """One point of the curve: `count` samples from the system's EMA weights, scored (and the samples)."""
     started, batch = time.perf_counter(), args.sample_batch
     # In batches of --sample-batch (bounded memory), each with its own seed: the same noise at every point.
-    samples = torch.cat([system.sample(min(batch, count - i), args.seed + i, sampler) for i in range(0, count, batch)])
+    # Clipped to [-1, 1], as saved images would be (lucidrains' sampler may step slightly outside).
+    samples = torch.cat([system.sample(min(batch, count - i), args.seed + i, sampler)
+                         for i in range(0, count, batch)]).clamp(-1, 1)
     sampling = time.perf_counter() - started
     point = {"seconds": trained, "images": images, "step": system.step, "sampler": sampler, "samples": count,
              **scorer.score(samples), "sampling_seconds": sampling, "eval_seconds": time.perf_counter() - started}
