@@ -11,7 +11,7 @@ export MALLOC_MMAP_MAX_ := 0
 export MALLOC_TRIM_THRESHOLD_ := 68719476736
 export MALLOC_TOP_PAD_ := 1073741824
 
-.PHONY: demo test test-slow lint bench gallery install clean
+.PHONY: demo test test-slow lint bench bench-quality gallery install clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,13 @@ lint: $(VENV)/.installed-test
 bench: $(VENV)/.installed-bench
 	$(PIP) install --no-deps denoising-diffusion-pytorch==2.3.4
 	$(PY) benchmarks/run.py $(BENCH_ARGS)
+
+# Time to good samples: horseshoe's demo recipe against diffusers' and lucidrains' own recipes, same images,
+# same machine (30 min of training each, plus evaluations; see benchmarks/quality.py --help for
+# QUALITY_ARGS, e.g. "--data digits", "--minutes 10 --interval 60").
+bench-quality: $(VENV)/.installed-bench
+	$(PIP) install --no-deps denoising-diffusion-pytorch==2.3.4 ema-pytorch==0.8.3
+	$(PY) benchmarks/quality.py $(QUALITY_ARGS)
 
 # The README's gallery: the demo's pictures copied into docs/gallery (continues runs/demo if it is there),
 # then the edits with its model: a fresh shoe half erased and filled in, the hand-drawn docs/gallery/sketch.png
