@@ -24,9 +24,14 @@ def start(out, fresh: bool) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
-def steps_logged(out) -> int:
-    path = out / "metrics.jsonl"
-    return sum('"loss"' in line for line in path.read_text().splitlines()) if path.exists() else 0
+def saved_step(out) -> int:
+    """The step of the newest checkpoint (0 before the first). A step is logged before it is saved, so
+    waiting for the log alone lets a kill land before the step's checkpoint: no progress that round."""
+    found = checkpoint.latest(out)
+    try:
+        return json.loads((found / "state.json").read_text())["step"] if found else 0
+    except (FileNotFoundError, ValueError, KeyError):  # mid-save
+        return 0
 
 
 @pytest.mark.slow
@@ -37,9 +42,9 @@ def test_kill_9_torture(tmp_path):
     rng, out, failures, last_step = random.Random(0), tmp_path / "run", [], 0
     for kill in range(KILLS):
         proc = start(out, fresh=kill == 0)
-        logged = steps_logged(out)
+        saved = saved_step(out)
         deadline = time.time() + 120
-        while steps_logged(out) <= logged and time.time() < deadline:  # wait for one new step
+        while saved_step(out) <= saved and time.time() < deadline:  # wait for one new checkpoint
             assert proc.poll() is None, proc.communicate()[1][-2000:]
             time.sleep(0.02)
         time.sleep(rng.uniform(0.0, 0.4))
