@@ -110,7 +110,7 @@ def evaluate(system, scorer: Scorer, sampler: str, count: int, args, trained: fl
     sampling = time.perf_counter() - started
     point = {"seconds": trained, "images": images, "step": system.step, "sampler": sampler, "samples": count,
              **scorer.score(samples), "sampling_seconds": sampling, "eval_seconds": time.perf_counter() - started}
-    extra = f", {point['covered']} digits, evenness {point['evenness']:.2f}" if "covered" in point else ""
+    extra = f", {point['covered']} digits, evenness {point['evenness'] + 0.0:.2f}" if "covered" in point else ""
     print(f"  {system.name:>10} {trained / 60:6.2f} min {images:>8} images  {sampler}: good {point['good']:6.1%}"
           f"{extra}, SWD {point['swd']:7.2f}  (eval {point['eval_seconds']:.0f} s)", flush=True)
     return point, samples

@@ -121,7 +121,7 @@ def _final_rows(records: list[dict], digits: bool) -> list[str]:
             + ("---|---|" if digits else "")]
     for r in _ok(records):
         for p in r["points"][-1:] + r.get("final", []):
-            more = f" {p['covered']} | {p['evenness']:.2f} |" if digits else ""
+            more = f" {p['covered']} | {p['evenness'] + 0.0:.2f} |" if digits else ""  # + 0.0: no -0.00
             rows.append(f"| {r['system']} | {p['sampler']} | {p['samples']} | {p['seconds'] / 60:.2f} min | "
                         f"{p['good']:.1%} | {p['swd']:.1f} |{more}")
     return rows
@@ -177,8 +177,9 @@ def plot(meta: dict, records: list[dict], path: Path) -> Path:
     left.set(xlabel="minutes of training", ylabel="recognised digits (%)" if meta["data"] == "digits"
              else "valid horseshoes (%)", ylim=(0, 100))
     right.set(xlabel="minutes of training", ylabel="SWD x1e3 (log)", yscale="log")
-    left.legend(fontsize=8)
-    right.legend(fontsize=7)
+    if ok:  # nothing to label when every system failed
+        left.legend(fontsize=8)
+        right.legend(fontsize=7)
     fig.suptitle(f"time to quality: {meta['data']}, {meta['date']}")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
