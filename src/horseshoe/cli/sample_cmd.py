@@ -83,11 +83,9 @@ def run_interpolate(args: argparse.Namespace) -> int:
     run = load_run(args.run, weights=args.weights, device=args.device, sample_overrides=args.overrides)
     if args.count < 2:
         raise ValueError(f"--count must be at least 2 for an interpolation, got {args.count}")
-    if args.class_names is not None and ("," in args.class_names or args.class_names == "all"):
-        raise ValueError(f"--class takes one class name for an interpolation, got {args.class_names!r}")
     if args.class_names is not None and args.images:
         raise ValueError("--class goes with --seeds: --images interpolates between the images' own inverted noises")
-    labels, _ = class_labels(run, args.class_names, args.guidance, args.count)
+    labels, _ = class_labels(run, args.class_names, args.guidance, args.count, several=False)
     if args.images:  # the noises that regenerate the images, and the exact way back (horseshoe invert)
         config = inversion_config(run.sampler("ddim", args.steps))
         images = torch.cat([run.load_image(path) for path in args.images])
