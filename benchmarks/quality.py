@@ -17,8 +17,14 @@ with --final-samples images; along the way it is sampled with DDIM-50.
 
     python benchmarks/quality.py [--data horseshoes|digits] [--minutes 30] [--interval 30] [--samples 256]
                                  [--systems horseshoe,diffusers,lucidrains] [--device auto] [--threads N]
+                                 [--at 2.5 5 12.5] [--tag NAME]
 
-Writes benchmarks/results/quality-<data>-<device>-<date>.json, .md (the tables) and .png (the curves), and
+--at evaluates at the same few training times for every system instead of every --interval: on a CPU a
+peer's evaluation costs minutes (lucidrains samples with 250 network calls an image), so a long run
+with 30-second evaluations would take hours; a few chosen times still settle a ratio such as "90% at
+2.5 minutes, and no peer at 12.5" (5x sooner).
+
+Writes benchmarks/results/quality-<data>-<device>-<date>[-<tag>].json, .md (the tables) and .png (the curves), and
 the last samples of each system into quality-<data>-<device>-<date>-samples/.
 """
 
@@ -116,23 +122,31 @@ def evaluate(system, scorer: Scorer, sampler: str, count: int, args, trained: fl
     return point, samples
 
 
+def evaluation_times(args) -> list[float]:
+    """Seconds of training at which to evaluate (the first step at or past each; always also at the end):
+    the --at minutes, or every --interval seconds of the budget."""
+    if getattr(args, "at", None):
+        return sorted(60 * m for m in args.at)
+    return [args.interval * k for k in range(1, int(60 * args.minutes / args.interval) + 1)]
+
+
 def timed_run(system, scorer: Scorer, args, sync=lambda: None, clock=time.perf_counter) -> dict:
-    """Train until --minutes of training time (or the recipe's end), evaluating every --interval seconds.
+    """Train until --minutes of training time (or the recipe's end), evaluating at evaluation_times and at the end.
 
     Only training steps are timed (data, forward, backward, optimizer, EMA): the clock stops for
     evaluations. The first steps' one-off costs count, as they would for a user.
     """
-    budget, trained, images, next_eval, points, last = 60 * args.minutes, 0.0, 0, args.interval, [], None
+    budget, trained, images, points, last = 60 * args.minutes, 0.0, 0, [], None
+    times = evaluation_times(args)
     while not system.done and trained < budget:
         started = clock()
         images += system.train_step()
         sync()
         trained += clock() - started
-        if trained >= next_eval or system.done or trained >= budget:
+        if (times and trained >= times[0]) or system.done or trained >= budget:
             point, last = evaluate(system, scorer, system.eval_sampler, args.samples, args, trained, images)
             points.append(point)
-            while next_eval <= trained:
-                next_eval += args.interval
+            times = [t for t in times if t > trained]
     final = []
     if system.final_sampler and args.final_samples:
         point, _ = evaluate(system, scorer, system.final_sampler, args.final_samples, args, trained, images)
@@ -205,6 +219,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--minutes", type=float, default=30.0, help="training time each system gets (default 30)")
     parser.add_argument("--interval", type=float, default=30.0,
                         help="seconds of training between evaluations, the same for all (default 30)")
+    parser.add_argument("--at", type=float, nargs="+", metavar="MINUTES",
+                        help="evaluate at these minutes of training (the same for all) instead of every --interval")
+    parser.add_argument("--tag", help="added to the results' file names, so that one day's runs do not overwrite")
     parser.add_argument("--samples", type=int, default=256, help="samples per evaluation (default 256)")
     parser.add_argument("--sample-batch", type=int, default=128, help="samples drawn at once (default 128)")
     parser.add_argument("--final-samples", type=int, default=64,
@@ -232,6 +249,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     for name in ("minutes", "interval", "samples", "sample_batch"):
         if not getattr(args, name) > 0:
             parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if args.at and min(args.at) <= 0:
+        parser.error(f"--at: every time must be positive, got {min(args.at)}")
+    if args.tag and not args.tag.replace("-", "").isalnum():
+        parser.error(f"--tag: letters, digits and '-' only, got {args.tag!r}")
     if args.final_samples < 0 or (args.threads is not None and args.threads < 1):
         parser.error("--final-samples must be >= 0 and --threads >= 1")
     return args
@@ -265,7 +286,7 @@ def main() -> None:
     stamp = datetime.date.today().isoformat()
     from horseshoe.runtime import pick_device
 
-    name = f"quality-{args.data}-{pick_device(args.device).type}-{stamp}"
+    name = f"quality-{args.data}-{pick_device(args.device).type}-{stamp}" + (f"-{args.tag}" if args.tag else "")
     records = []
     with tempfile.TemporaryDirectory() as tmp:
         for system in args.systems:
@@ -281,7 +302,8 @@ def main() -> None:
                 continue
             records.append(json.loads(record.read_text()))
     meta = {"date": stamp, "data": args.data, "machine": platform.platform(), "processor": platform.processor(),
-            "minutes": args.minutes, "interval_seconds": args.interval, "samples": args.samples,
+            "minutes": args.minutes, "interval_seconds": None if args.at else args.interval, "at_minutes": args.at,
+            "samples": args.samples,
             "final_samples": args.final_samples, "seed": args.seed, "precision": args.precision or "each recipe's",
             "horseshoe_set": args.set, "versions": versions()}
     write_report(out / name, meta, records)

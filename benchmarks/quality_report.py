@@ -3,7 +3,7 @@
 A record is one system's run: its evaluation points (training seconds, images seen, 'good' share,
 SWD x1e3, and for the digits how many of the ten are covered), how it stopped, and its final-sampler
 points. A threshold counts as reached at the first evaluation at or above it (so its time is known to
-within one --interval); SWD at a given time is interpolated linearly between the evaluations around
+within the time between two evaluations); SWD at a given time is interpolated linearly between the evaluations around
 it, is the last value once a recipe has ended (the model no longer changes), and is not reached past
 a training budget that ran out.
 """
@@ -135,13 +135,15 @@ def markdown(meta: dict, records: list[dict], picture: str) -> str:
     floor = ok[0]["floor"] if ok else None
     real = (f"Real images score SWD {floor['swd']:.1f} and {floor['good']:.1%} good: a perfect model's values."
             if floor else "")
+    at = meta.get("at_minutes")
+    when = (f"at {', '.join(f'{m:g}' for m in at)} min" if at else f"every {meta['interval_seconds']:g} s")
     lines = [f"# Time to quality: {meta['data']}, {meta['date']}", "",
-             f"Each system trained up to {meta['minutes']:g} min (training time only), evaluated every "
-             f"{meta['interval_seconds']:g} s of training with {meta['samples']} samples from its EMA weights; "
+             f"Each system trained up to {meta['minutes']:g} min (training time only), evaluated {when} "
+             f"of training and at its end, with {meta['samples']} samples from its EMA weights; "
              f"precision: {meta['precision']}. {meta['machine']}, {ok[0]['device'] if ok else '?'}, "
              f"{ok[0]['threads'] if ok else '?'} threads.", "", *_summary_rows(records), "",
              f"## Minutes (training images) to {good}", "",
-             "The first evaluation at or above the share: known to within one interval.", "",
+             "The first evaluation at or above the share: known to within the time between two evaluations.", "",
              *_threshold_rows(records), "", "## SWD x1e3 at minutes of training (lower is better)", "",
              f"Interpolated between evaluations; past a recipe's end, its final value. {real}", "",
              *_swd_rows(records), "", "## At the end", "", *_final_rows(records, digits), ""]

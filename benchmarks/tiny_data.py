@@ -3,9 +3,9 @@ horseshoes, are they new, and are they like held-out images?
 
 For each style (the grey silhouettes, and the colour 'rendered' horseshoes) and each N in --counts:
 `horseshoe data export` writes the first N built-in images to a folder (and --heldout images of
-another seed, never trained on); the folder is trained for --minutes with augmentation on and with it
-off (the --augment-on / --augment-off settings), each run the way `horseshoe train --data DIR
---minutes M` trains it. Then --samples samples of each run are measured:
+another seed, never trained on); the folder is trained for --minutes in each augmentation setting
+(--variant: a label and its settings; by default 'on' and 'off'), each run the way `horseshoe train
+--data DIR --minutes M` trains it. Then --samples samples of each run are measured:
 
     shape check     the share that pass metrics.shape's horseshoe check (silhouettes only)
     near-copies     the share nearer to a training image than 1/3 of the data's spacing (metrics.novelty)
@@ -18,6 +18,7 @@ The orientation run shows that augmentation does not leak: 100 upright silhouett
 rotations only (--rotations) must give samples that still open up or down.
 
     nice -n 10 python benchmarks/tiny_data.py --out runs/tiny_data [--minutes 10] [--counts 20 100 1000]
+        [--variant on data.augment_p=0.12 --variant exact "data.augment=['xflip','translate']" ...] [--tag NAME]
 
 The issue's target: 20 images, 10 minutes on 2 CPU cores: >= 90% pass the shape check, <= 10%
 near-copies, median NN ratio >= 0.5. With the defaults: 13 runs of --minutes each (~2.2 hours at 10
@@ -49,6 +50,7 @@ HERE = Path(__file__).resolve().parent
 STYLES = {"silhouette": {"style": "silhouette", "channels": 1}, "rendered": {"style": "rendered", "channels": 3}}
 HELDOUT_SEED, FLOOR_SEED = 1, 2  # other streams of the same generator: never trained on
 ORIENTATION_COUNT = 100
+DEFAULT_VARIANTS = [["on", "data.augment_p=0.12"], ["off", "data.augment_p=0"]]
 MIN_DIRECTION_SHARE = 0.05  # a direction is the data's when at least this share of its images face it
 
 
@@ -128,7 +130,7 @@ def plan(args: argparse.Namespace) -> list[dict]:
     runs = [{"name": f"{style}-{n}-{label}", "style": style, "images": n, "augmentation": label,
              "overrides": [*settings(style), *flags, *args.overrides]}
             for style in args.styles for n in args.counts
-            for label, flags in (("on", args.augment_on), ("off", args.augment_off))]
+            for label, *flags in args.variant or DEFAULT_VARIANTS]
     if not args.no_orientation:
         runs.append({"name": f"orientation-{ORIENTATION_COUNT}", "style": "silhouette", "images": ORIENTATION_COUNT,
                      "augmentation": "rotations", "overrides": [*settings("silhouette"), *args.rotations,
@@ -160,10 +162,9 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--styles", nargs="+", choices=list(STYLES), default=list(STYLES))
     parser.add_argument("--heldout", type=int, default=1000, help="held-out images for the SWD")
     parser.add_argument("--samples", type=int, default=1000, help="samples per run (SWD varies ~3%% at 1000)")
-    parser.add_argument("--augment-on", nargs="+", default=["data.augment_p=0.12"], metavar="KEY=VALUE",
-                        help="the settings that turn augmentation on")
-    parser.add_argument("--augment-off", nargs="+", default=["data.augment_p=0"], metavar="KEY=VALUE",
-                        help="the settings that turn it off")
+    parser.add_argument("--variant", action="append", nargs="+", metavar="LABEL [KEY=VALUE ...]",
+                        help="an augmentation setting to train at every style and count, as a label and its "
+                             "settings (repeatable; default: 'on' data.augment_p=0.12 and 'off' data.augment_p=0)")
     parser.add_argument("--rotations", nargs="+", default=["data.augment_p=0.12", "data.augment=['rotate90','rotate']"],
                         metavar="KEY=VALUE", help="the orientation run's augmentation: rotations only")
     parser.add_argument("--no-orientation", action="store_true", help="skip the orientation run")
@@ -171,6 +172,7 @@ def arguments() -> argparse.Namespace:
                         help="a setting for every run (repeatable), e.g. a smaller model to try the script")
     parser.add_argument("--skip-train", action="store_true", help="measure the runs already in --out")
     parser.add_argument("--results", default=str(HERE / "results"), help="where the JSON and Markdown go")
+    parser.add_argument("--tag", help="added to the results' file names, so that one day's runs do not overwrite")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args()
 
@@ -180,7 +182,7 @@ def main() -> None:
     keep_memory_mapped()  # as the CLI does: the same large buffers are allocated over and over
     out = Path(args.out)
     record = {"date": datetime.date.today().isoformat(), "minutes": args.minutes, "threads": torch.get_num_threads(),
-              "augment_on": args.augment_on, "augment_off": args.augment_off, "rotations": args.rotations,
+              "variants": args.variant or DEFAULT_VARIANTS, "rotations": args.rotations,
               "overrides": args.overrides, "runs": []}
     heldout, floors, data_openings = {}, {}, {}
     for style in args.styles if args.no_orientation else sorted({*args.styles, "silhouette"}):
@@ -204,7 +206,7 @@ def main() -> None:
         print(json.dumps(row), flush=True)
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
-    name = f"tiny_data-{record['date']}" + ("-eval" if args.skip_train else "")
+    name = f"tiny_data-{record['date']}" + (f"-{args.tag}" if args.tag else "") + ("-eval" if args.skip_train else "")
     markdown = table(record["runs"])
     minutes = ", ".join(f"{m:g}" for m in sorted({r["train_minutes"] for r in record["runs"]}, key=str))
     (results / f"{name}.json").write_text(json.dumps(record, indent=2))

@@ -72,6 +72,15 @@ def test_evaluations_do_not_count_as_training_and_fall_every_interval():
     assert system.drawn[:2] == [(4, 3, "s-1"), (4, 1, "s-1")] and result["points"][0]["samples"] == 4
 
 
+def test_evaluations_at_chosen_minutes_and_at_the_end():
+    clock = FakeClock()
+    system = FakeSystem(clock, step_seconds=3.0, total_steps=10**6)
+    # --at 0.25 0.1 minutes (15 s, 6 s, in any order), a 40 s budget: the first steps past 6 and 15 s, then the end.
+    result = timed_run(system, FakeScorer(), args(minutes=40 / 60, at=[0.25, 0.1]), clock=clock)
+    assert [p["seconds"] for p in result["points"]] == pytest.approx([6, 15, 42])
+    assert result["trained_seconds"] == pytest.approx(42.0)
+
+
 def test_a_recipe_that_ends_is_evaluated_at_its_end():
     clock = FakeClock()
     system = FakeSystem(clock, step_seconds=3.0, total_steps=5)
