@@ -322,10 +322,17 @@ def test_bad_settings_are_one_line_errors(tmp_path, capsys):
     assert err == "horseshoe: error: data.augment_p must be in [0, 1) (none: auto), got 1.5" and not out.exists()
 
 
-def test_a_folder_of_one_image_trains_with_a_warning(tmp_path):
+def test_a_folder_of_one_image_trains_and_evaluates_with_a_warning(tmp_path, capsys):
     with pytest.warns(UserWarning, match=r"folder '.*one' holds a single image: every sample will be a copy of it"):
         trainer = tiny_trainer(tmp_path / "run", "train.steps=1",
                                f"data.path={str(make_folder(tmp_path / 'one', 1))!r}")
     assert trainer.config.data.augment_p == AUTO_AUGMENT_P  # one image: all the more reason to augment
     trainer.fit()
     assert trainer.step == 1
+    # evaluate measures what it can and says what the copy check cannot, as train does (no spacing to measure).
+    assert main(["evaluate", str(tmp_path / "run"), "--count", "4", "--heldout", "1", "--bpd-timesteps", "2",
+                 "--steps", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "warning: one training image: every sample is a copy of it" in out and "SWD x1e3: mean" in out
+    assert json.loads((tmp_path / "run" / "eval.json").read_text())["novelty"] is None
+    assert not (tmp_path / "run" / "eval" / "nearest.png").exists()

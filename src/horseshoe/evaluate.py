@@ -190,7 +190,7 @@ class EvalResult:
     sampling_seconds: float
     reference: str
     quality: Quality
-    novelty: NoveltyResult
+    novelty: NoveltyResult | None  # None: one training image, so no spacing to measure with (each sample copies it)
     heldout: HeldOut
     fid: FIDResult
     sweep: tuple[SweepRow, ...] = ()
@@ -201,7 +201,8 @@ class EvalResult:
         out = {"run": str(self.run), "checkpoint": str(self.checkpoint), "step": self.step, "weights": self.weights,
                "sampler": self.sampler, "sampler_steps": self.sampler_steps, "lambda_min": self.lambda_min,
                "samples": self.samples, "seed": self.seed, "sampling_seconds": round(self.sampling_seconds, 2),
-               "reference": self.reference, "quality": self.quality.to_json(), "novelty": self.novelty.as_dict(),
+               "reference": self.reference, "quality": self.quality.to_json(),
+               "novelty": self.novelty.as_dict() if self.novelty is not None else None,
                "heldout": self.heldout.to_json(), "fid": self.fid.to_json()}
         if self.sweep:
             out["sweep"] = [row.to_json() for row in self.sweep]
@@ -221,8 +222,9 @@ class EvalResult:
                  f"SWD x1e3: mean {q.swd.mean:.2f} ({levels}){floor}"]
         if q.horseshoe_rate is not None:
             lines.append(f"horseshoe rate: {q.horseshoe_rate:.1%} pass the geometric check")
-        lines.append(f"novelty: nearest-training-image distance / data spacing: median {n.ratio_median:.2f}, "
-                     f"min {n.ratio_min:.2f}; near-copies (< 1/3): {n.near_copy_fraction:.1%}")
+        if n is not None:
+            lines.append(f"novelty: nearest-training-image distance / data spacing: median {n.ratio_median:.2f}, "
+                         f"min {n.ratio_min:.2f}; near-copies (< 1/3): {n.near_copy_fraction:.1%}")
         notice = copies.warning(n)
         if notice is not None:
             lines.append(notice)
@@ -249,8 +251,10 @@ class EvalResult:
         rows.update({f"SWD x1e3 at {k}": v for k, v in q.swd.levels.items()})
         if q.horseshoe_rate is not None:
             rows["horseshoe rate"] = q.horseshoe_rate
-        rows.update({"nearest-neighbour ratio (median)": n.ratio_median, "near-copy fraction": n.near_copy_fraction,
-                     "bits/dim (bound)": self.heldout.bound.bits_per_dim, "FID": self.fid.fid or self.fid.skipped})
+        if n is not None:
+            rows["nearest-neighbour ratio (median)"] = n.ratio_median
+            rows["near-copy fraction"] = n.near_copy_fraction
+        rows.update({"bits/dim (bound)": self.heldout.bound.bits_per_dim, "FID": self.fid.fid or self.fid.skipped})
         if self.classes is not None:
             rows["classes (training images)"] = self.classes.names()
         for row in (self.classes, *self.guidance_sweep) if self.classes is not None else ():
@@ -315,8 +319,12 @@ def evaluate(run_dir: str | Path, options: EvalOptions, weights: str = "ema", de
 
     training = training_images(run.config.data, copies.TRAINING_LIMIT, options.seed)
     d = run.config.data
-    found = novelty(samples, training, d.hflip, d.vflip, d.rot90, seed=options.seed)
-    copies.draw(samples, training, found, out_dir / "nearest.png")
+    found = None
+    if training.shape[0] >= 2:  # one image has no spacing to measure with: copies.warning(None) says so
+        found = novelty(samples, training, d.hflip, d.vflip, d.rot90, seed=options.seed)
+        copies.draw(samples, training, found, out_dir / "nearest.png")
+    else:
+        (out_dir / "nearest.png").unlink(missing_ok=True)  # an earlier evaluation's, of other weights
 
     held = (heldout if heldout is not None else training[:options.heldout]).to(run.device)
     held_out = HeldOut(
@@ -341,8 +349,9 @@ def evaluate(run_dir: str | Path, options: EvalOptions, weights: str = "ema", de
 def write_section(run_dir: Path, result: EvalResult) -> Path:
     """The Evaluation section of the run's index.html."""
     notice = copies.warning(result.novelty)
-    body = (report.note(notice) if notice else "") + report.table(result.rows()) + report.figure(
-        "eval/nearest.png", copies.caption(result.novelty))
+    body = (report.note(notice) if notice else "") + report.table(result.rows())
+    if result.novelty is not None:
+        body += report.figure("eval/nearest.png", copies.caption(result.novelty))
     if result.sweep:
         body += report.figure("eval/sweep.png", "quality against network evaluations and wall time")
     if result.guidance_sweep:
