@@ -17,7 +17,7 @@ with --final-samples images; along the way it is sampled with DDIM-50.
 
     python benchmarks/quality.py [--data horseshoes|digits] [--minutes 30] [--interval 30] [--samples 256]
                                  [--systems horseshoe,diffusers,lucidrains] [--device auto] [--threads N]
-                                 [--at 2.5 5 12.5] [--tag NAME]
+                                 [--at 2.5 5 12.5] [--tag NAME] [--recipe NAME KEY=VALUE ... ]
 
 --at evaluates at the same few training times for every system instead of every --interval: on a CPU a
 peer's evaluation costs minutes (lucidrains samples with 250 network calls an image), so a long run
@@ -156,6 +156,11 @@ def timed_run(system, scorer: Scorer, args, sync=lambda: None, clock=time.perf_c
             "last_samples": last}
 
 
+def recipe_settings(args) -> dict[str, list[str]]:
+    """The horseshoe recipes of --recipe NAME KEY=VALUE...: system 'horseshoe-NAME' and its settings."""
+    return {f"horseshoe-{name}": settings for name, *settings in args.recipe or []}
+
+
 def build(name: str, config, device: torch.device, precision: str | None, overrides: list[str]):
     import quality_recipes as recipes
 
@@ -184,9 +189,11 @@ def run_system(args) -> dict:
             from digits import export_digits
 
             digits_dir = export_digits(Path(tmp) / "digits", labelled=False)
-        config = base_config(args.data, digits_dir, args.set)
+        overrides = [*args.set, *recipe_settings(args).get(args.system, [])]
+        config = base_config(args.data, digits_dir, overrides)
         scorer = Scorer(config, args.data, args.samples, args.seed)
-        system = build(args.system, config, device, args.precision, args.set)
+        system = build(args.system.split("-")[0], config, device, args.precision, overrides)
+        system.name = args.system
         print(f"{args.system}: {system.parameters / 1e6:.1f}M parameters, batch {system.batch_size}, "
               f"{system.precision}, samples with {system.eval_sampler}", flush=True)
         sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
@@ -237,7 +244,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="sampling and reference seed")
     parser.add_argument("--out", default=str(HERE / "results"), help="folder for the JSON, Markdown and plot")
     parser.add_argument("--report", metavar="JSON", help="only redraw the tables and the plot of a results file")
-    parser.add_argument("--system", choices=SYSTEMS, help=argparse.SUPPRESS)  # a child: one system
+    parser.add_argument("--recipe", action="append", nargs="+", metavar="NAME [KEY=VALUE ...]",
+                        help="also train horseshoe with these settings on top of the demo recipe and --set, as "
+                             "system 'horseshoe-NAME' after --systems (repeatable): recipes compared in one run")
+    parser.add_argument("--system", help=argparse.SUPPRESS)  # a child: one system
     parser.add_argument("--record", help=argparse.SUPPRESS)  # where a child writes its record
     parser.add_argument("--grids", help=argparse.SUPPRESS)  # where a child writes its last samples
     args = parser.parse_args(argv)
@@ -249,6 +259,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     for name in ("minutes", "interval", "samples", "sample_batch"):
         if not getattr(args, name) > 0:
             parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    recipes = recipe_settings(args)
+    if any(not name.replace("horseshoe-", "", 1).replace("_", "").isalnum() for name in recipes):
+        parser.error(f"--recipe: a name of letters, digits and '_', got {sorted(recipes)}")
+    if len(recipes) != len(args.recipe or []):
+        parser.error("--recipe: each name once")
+    args.systems += list(recipes)
+    if args.system is not None and args.system not in args.systems:
+        parser.error(f"--system: unknown system {args.system!r}")
     if args.at and min(args.at) <= 0:
         parser.error(f"--at: every time must be positive, got {min(args.at)}")
     if args.tag and not args.tag.replace("-", "").isalnum():
@@ -279,7 +297,8 @@ def main() -> None:
         write_report(Path(args.report).with_suffix(""), found["meta"], found["systems"])
         return
     try:
-        base_config(args.data, Path("."), args.set)  # a bad --set fails now, not after an hour
+        for settings in [[], *recipe_settings(args).values()]:  # a bad --set or --recipe fails now, not in an hour
+            base_config(args.data, Path("."), [*args.set, *settings])
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
     out = Path(args.out)
@@ -305,7 +324,7 @@ def main() -> None:
             "minutes": args.minutes, "interval_seconds": None if args.at else args.interval, "at_minutes": args.at,
             "samples": args.samples,
             "final_samples": args.final_samples, "seed": args.seed, "precision": args.precision or "each recipe's",
-            "horseshoe_set": args.set, "versions": versions()}
+            "horseshoe_set": args.set, "recipes": recipe_settings(args), "versions": versions()}
     write_report(out / name, meta, records)
     print(f"the last samples of each system: {out / name}-samples/")
 

@@ -9,7 +9,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from quality import timed_run  # noqa: E402
+from quality import parse_args, recipe_settings, timed_run  # noqa: E402
 from quality_report import markdown, sooner, time_to, value_at  # noqa: E402
 
 
@@ -138,3 +138,17 @@ def test_markdown_names_every_system_and_the_failed_ones():
     assert "| lucidrains | failed: exit status 1 |" in text
     # At 2.5 min diffusers' 30 + (90 / 120) * (20 - 30) = 22.5 against horseshoe's final 3; later diffusers has stopped.
     assert "| best peer / horseshoe | 7.50x | – | – | – |" in text
+
+
+def test_recipes_become_horseshoe_systems_after_the_listed_ones(capsys):
+    args = parse_args(["--systems", "horseshoe,lucidrains", "--recipe", "minsnr", "diffusion.min_snr_gamma=5",
+                       "--recipe", "lr2", "train.lr=2e-3"])
+    assert args.systems == ["horseshoe", "lucidrains", "horseshoe-minsnr", "horseshoe-lr2"]
+    assert recipe_settings(args) == {"horseshoe-minsnr": ["diffusion.min_snr_gamma=5"],
+                                     "horseshoe-lr2": ["train.lr=2e-3"]}
+    for bad, message in [(["--recipe", "a/b"], "--recipe: a name of letters"),
+                         (["--recipe", "x", "--recipe", "x", "train.lr=1"], "--recipe: each name once"),
+                         (["--at", "0", "5"], "--at: every time must be positive")]:
+        with pytest.raises(SystemExit):
+            parse_args(bad)
+        assert message in capsys.readouterr().err
