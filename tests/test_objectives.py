@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from horseshoe.diffusion import make_schedule, training_loss
-from horseshoe.diffusion.objectives import min_snr_weight
+from horseshoe.diffusion.objectives import draw_noise, min_snr_weight, nearest_timesteps
 
 SCHEDULE = make_schedule("cosine", 100)
 POINT = 0.4
@@ -67,3 +67,43 @@ def test_bad_objective_arguments():
         training_loss(lambda x, t: x, SCHEDULE, x0, g, "score")
     with pytest.raises(ValueError, match="min_snr_gamma must be > 0, got -1"):
         training_loss(lambda x, t: x, SCHEDULE, x0, g, "eps", min_snr_gamma=-1)
+
+
+def test_nearest_timesteps_finds_each_step_and_the_nearer_neighbour_in_log_sigma():
+    schedule = make_schedule("cosine", 1000)
+    log_sigma = -schedule.half_log_snr()  # ln sqrt((1 - abar) / abar)
+    steps = torch.tensor([0, 1, 17, 500, 998, 999])
+    assert nearest_timesteps(schedule, log_sigma[steps].exp()).tolist() == steps.tolist()
+    # Just below and just above the log midpoint between steps 500 and 501.
+    middle = 0.5 * (log_sigma[500] + log_sigma[501])
+    gap = 1e-6 * (log_sigma[501] - log_sigma[500])
+    assert nearest_timesteps(schedule, torch.stack([middle - gap, middle + gap]).exp()).tolist() == [500, 501]
+    # Beyond either end of the schedule: its first and last step.
+    assert nearest_timesteps(schedule, torch.tensor([1e-9, 1e9], dtype=torch.float64)).tolist() == [0, 999]
+
+
+def test_lognormal_noise_levels_follow_the_normal_law_in_ln_sigma():
+    from statistics import NormalDist
+
+    schedule = make_schedule("cosine", 1000)
+    g = torch.Generator().manual_seed(0)
+    t, eps = draw_noise(schedule, (40_000, 1, 2, 2), g, lognormal=(-1.2, 1.2))
+    ln_sigma = -schedule.half_log_snr()[t]
+    assert eps.shape == (40_000, 1, 2, 2) and t.dtype == torch.int64
+    # The quantiles of ln sigma_t are those of N(-1.2, 1.2^2) (within sampling error and the steps' spacing).
+    for q in (0.05, 0.25, 0.5, 0.75, 0.95):
+        assert float(ln_sigma.quantile(q)) == pytest.approx(NormalDist(-1.2, 1.2).inv_cdf(q), abs=0.03)
+    # Uniform (the default) draws the same t as torch.randint on the same generator, as before the option.
+    t_uniform, _ = draw_noise(schedule, (64, 1, 2, 2), torch.Generator().manual_seed(3))
+    assert torch.equal(t_uniform, torch.randint(0, 1000, (64,), generator=torch.Generator().manual_seed(3)))
+
+
+def test_timesteps_setting_is_checked():
+    from horseshoe.diffusion import DiffusionConfig
+
+    assert DiffusionConfig().lognormal is None
+    assert DiffusionConfig(timesteps="lognormal", p_mean=-0.5).lognormal == (-0.5, 1.2)
+    with pytest.raises(ValueError, match="diffusion.timesteps must be one of uniform, lognormal, got 'beta'"):
+        DiffusionConfig(timesteps="beta")
+    with pytest.raises(ValueError, match="diffusion.p_std positive, got -1.2, 0.0"):
+        DiffusionConfig(timesteps="lognormal", p_std=0.0)

@@ -25,11 +25,31 @@ def min_snr_weight(snr: torch.Tensor, gamma: float, prediction: str) -> torch.Te
     return clipped / (snr + 1.0)
 
 
+def nearest_timesteps(schedule: NoiseSchedule, sigma: torch.Tensor) -> torch.Tensor:
+    """The t whose sigma_t = sqrt((1 - abar_t) / abar_t) lies nearest each sigma in log space (int64, 0..T-1):
+    a noise level of the variance-exploding view (Karras et al. 2022, Eq. 1) on this discrete schedule."""
+    log_sigmas = -schedule.half_log_snr().to(sigma.device)  # log sigma_t = -lambda_t, increasing in t
+    target = sigma.double().log()
+    upper = torch.searchsorted(log_sigmas, target).clamp(1, schedule.num_steps - 1)
+    nearer_lower = (target - log_sigmas[upper - 1]) < (log_sigmas[upper] - target)
+    return torch.where(nearer_lower, upper - 1, upper)
+
+
 def draw_noise(
-    schedule: NoiseSchedule, shape: tuple[int, ...], generator: torch.Generator, dtype: torch.dtype = torch.float32
+    schedule: NoiseSchedule, shape: tuple[int, ...], generator: torch.Generator, dtype: torch.dtype = torch.float32,
+    lognormal: tuple[float, float] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """t ~ Uniform{0..T-1} per example and eps ~ N(0, I), drawn from generator (on its device)."""
-    t = torch.randint(0, schedule.num_steps, (shape[0],), generator=generator, device=generator.device)
+    """t per example and eps ~ N(0, I), drawn from generator (on its device).
+
+    t ~ Uniform{0..T-1} (Ho et al. 2020), or with lognormal = (P_mean, P_std) the t of a noise level
+    ln sigma ~ N(P_mean, P_std^2) (Karras et al. 2022, Table 1: -1.2, 1.2), which spends the training on
+    the middle noise levels that decide an image's shape rather than on nearly clean or pure-noise ones.
+    """
+    if lognormal is None:
+        t = torch.randint(0, schedule.num_steps, (shape[0],), generator=generator, device=generator.device)
+    else:
+        n = torch.randn(shape[0], generator=generator, device=generator.device, dtype=torch.float64)
+        t = nearest_timesteps(schedule, (lognormal[0] + lognormal[1] * n).exp())
     eps = torch.randn(shape, generator=generator, device=generator.device, dtype=dtype)
     return t, eps
 

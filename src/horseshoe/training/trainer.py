@@ -189,7 +189,8 @@ class Trainer:
         # Noise for the whole global batch, of which each micro-step and process takes its rows: the
         # same draws for any grad_accum and any number of processes. A run with classes draws one
         # more uniform per image, after t and eps, to drop labels; a run without draws nothing more.
-        t_all, eps_all = draw_noise(self.schedule, (tc.batch_size, *d.shape), st.noise)
+        t_all, eps_all = draw_noise(self.schedule, (tc.batch_size, *d.shape), st.noise,
+                                    lognormal=self.config.diffusion.lognormal)
         u_all = torch.rand(tc.batch_size, generator=st.noise, device=st.noise.device) if self.conditional else None
         loss_sum = torch.zeros((), device=self.device)
         for micro in range(tc.grad_accum):
