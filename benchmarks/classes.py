@@ -14,7 +14,7 @@ one network serving both ways should cost the unconditional output little.
 
     nice -n 10 python benchmarks/classes.py --data four --out runs/classes [--baseline] [--skip-train]
 
-Writes benchmarks/results/classes[-digits]-<date>.json and prints a Markdown table.
+Writes benchmarks/results/classes[-digits][-<tag>]-<date>.json and prints a Markdown table.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ import horseshoe
 from horseshoe.class_eval import ClassReference, score_classes
 from horseshoe.config import apply_overrides
 from horseshoe.data import builtin_images, training_images
+from horseshoe.data.transforms import to_uint8
+from horseshoe.metrics.shape import horseshoe_rate
 from horseshoe.metrics.swd import SWDReference
 
 HERE = Path(__file__).resolve().parent
@@ -65,9 +67,14 @@ def unconditional(run, baseline, count: int, seed: int) -> dict:
     training images."""
     d = run.config.data
     reference = SWDReference(training_images(d, count, seed), seed=seed)
-    out = {"samples": count, "swd_x1e3_no_class": reference.distance(run.generate(run.sampler(), count, seed)).mean}
-    if baseline is not None:
-        out["swd_x1e3_unconditional_run"] = reference.distance(baseline.generate(baseline.sampler(), count, seed)).mean
+    out = {"samples": count}
+    for key, source in (("no_class", run), ("unconditional_run", baseline)):
+        if source is None:
+            continue
+        samples = source.generate(source.sampler(), count, seed)
+        out[f"swd_x1e3_{key}"] = reference.distance(samples).mean
+        if d.path is None:  # the built-in shoes: are they horseshoes at all (a blend of two directions is a ring)
+            out[f"horseshoe_rate_{key}"] = horseshoe_rate(to_uint8(samples) / 255.0)
     if d.path is None:
         out["swd_x1e3_real_floor"] = reference.distance(builtin_images(d, 10**9, count)).mean
     return out
@@ -106,10 +113,12 @@ def main() -> None:
     parser.add_argument("--baseline", action="store_true", help="also train (or with --skip-train, read) an "
                         "unconditional run in OUT-unconditional and compare its SWD")
     parser.add_argument("--per-class", type=int, default=64, help="samples of each class at each scale")
-    parser.add_argument("--scales", type=float, nargs="+", default=[0.0, 1.0, 2.0, 3.0, 5.0])
+    parser.add_argument("--scales", type=float, nargs="*", default=[0.0, 1.0, 2.0, 3.0, 5.0],
+                        help="guidance scales to sweep (none: only the unconditional output)")
     parser.add_argument("--interval", type=float, nargs=2, metavar=("SIGMA_LO", "SIGMA_HI"),
                         help="guide only at noise levels in between (default: the run's sample.guidance_interval)")
     parser.add_argument("--every-step", action="store_true", help="guide at every step (sample.guidance_interval=none)")
+    parser.add_argument("--tag", help="added to the results' file name, so that one day's runs do not overwrite")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="further config overrides "
@@ -143,7 +152,8 @@ def main() -> None:
     record["guidance"] = rows
     baseline = horseshoe.load_run(baseline_dir) if args.baseline else None
     record["unconditional"] = unconditional(run, baseline, 512, args.seed)
-    name = "classes" + ("-digits" if args.data == "digits" else "") + f"-{record['date']}"
+    name = "classes" + ("-digits" if args.data == "digits" else "") + (f"-{args.tag}" if args.tag else "") \
+        + f"-{record['date']}"
     results = HERE / "results" / f"{name}.json"
     results.write_text(json.dumps(record, indent=2))
     quality = "recognised" if args.data == "digits" else "horseshoe_rate"
@@ -151,7 +161,8 @@ def main() -> None:
     for row in rows:
         print(f"| {row['guidance']:g} | {row['accuracy']:.1%} | {row[quality]:.1%} | "
               f"{row['swd_x1e3_class_mean']:.1f} |")
-    print("\n" + ", ".join(f"{k}: {v:.1f}" for k, v in record["unconditional"].items() if k.startswith("swd")))
+    print("\n" + ", ".join(f"{k}: {v:.1f}" if k.startswith("swd") else f"{k}: {v:.1%}"
+                           for k, v in record["unconditional"].items() if k != "samples"))
     print(f"wrote {results}")
 
 
