@@ -34,6 +34,9 @@ def test_demo_writes_every_picture_and_the_page(tmp_path, capsys):
                                                         "samples.png", "sampling.gif"]
     printed = capsys.readouterr().out
     assert re.search(r"demo done in \d+ s", printed) and str(out / "index.html") in printed
+    # The copy check, as `horseshoe train` does it: two-step samples are noise, not copies.
+    assert "near-copies of training images: 0% of 64 samples" in printed and (out / "copies.png").is_file()
+    assert 'src="copies.png"' in page and "near-copies of training images</th><td>0%" in page
     # Running it again continues the finished run instead of training anew.
     assert main(["demo", "--out", str(out), "--no-progress", *FAST]) == 0
     assert "was already trained (2 steps)" in capsys.readouterr().out

@@ -230,6 +230,23 @@ def test_a_time_budget_plans_its_steps_and_ends_with_the_schedule_at_its_end(tmp
     assert resumed.total_steps() == 10 and resumed.fit().stop_reason == "nothing to do"
 
 
+def test_a_time_budget_plans_again_at_the_end_of_the_warm_up_from_the_loops_own_speed(tmp_path):
+    from horseshoe.training.runlog import read_metrics
+
+    trainer = tiny_trainer(tmp_path, "train.minutes=0.2", "train.warmup_steps=30", "train.checkpoint_every=0",
+                           "train.log_every=5")
+    FakeClock(trainer, per_step=0.2, later=0.1, after=8)  # the timed steps are slow (a busy or cold start)
+    result = trainer.fit()
+    # Plan: 8 timed steps of 0.2 s, 85% of the 10.4 s left: 44 more (52). Again at step 30 (end of warm-up):
+    # 22 loop steps of 0.1 s, 92% of the 8.2 s left: 75 more, ending at 11.3 s of the 12 s budget, not at 6.0.
+    assert trainer.state.planned_steps == 105 and result.step == 105 and result.stop_reason == "budget"
+    records = read_metrics(tmp_path)
+    assert records[-1]["lr"] == pytest.approx(learning_rate(104, 1e-3, 30, 105, "cosine"))  # decayed to its end
+    # The warm-up does not depend on the total, so the second plan changed nothing already trained.
+    assert [r["lr"] for r in records if r["step"] <= 30] == pytest.approx(
+        [learning_rate(r["step"] - 1, 1e-3, 30, 105, "cosine") for r in records if r["step"] <= 30])
+
+
 def test_a_time_budget_stops_at_its_deadline_when_steps_slow_down(tmp_path):
     trainer = tiny_trainer(tmp_path, "train.minutes=0.02", "train.warmup_steps=4", "train.checkpoint_every=0")
     FakeClock(trainer, per_step=0.1, later=0.3, after=4)

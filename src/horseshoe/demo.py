@@ -5,6 +5,7 @@
     RUN/denoising.png    x_t and the predicted x0 along sampling
     RUN/sampling.gif     a grid of samples forming (predicted x0 beside)
     RUN/loss.png         the training loss
+    RUN/copies.png       the samples closest to a training image, beside it (horseshoe.copies)
     RUN/index.html       all of the above with the config and the numbers
 """
 
@@ -16,9 +17,9 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from horseshoe import report
+from horseshoe import copies, report
 from horseshoe.config import Config, apply_overrides, load_toml
-from horseshoe.data import first_images
+from horseshoe.data import first_images, training_images
 from horseshoe.data.transforms import to_uint8
 from horseshoe.metrics.shape import horseshoe_rate
 from horseshoe.pipeline import run_hooks
@@ -31,7 +32,7 @@ from horseshoe.viz.grid import display_scale, save_png, save_samples
 from horseshoe.viz.pictures import default_noise_timesteps, denoising_picture, noising_picture, sampling_frames
 from horseshoe.viz.plots import plot_loss
 
-PICTURES = ("samples/grid.png", "noising.png", "denoising.png", "sampling.gif", "loss.png")
+PICTURES = ("samples/grid.png", "noising.png", "denoising.png", "sampling.gif", "loss.png")  # also in --gallery
 
 
 def demo_config(overrides: list[str] | None = None) -> Config:
@@ -57,6 +58,7 @@ class DemoReport:
     sampler: str
     sampling_seconds: float
     horseshoe_rate: float | None
+    near_copies: float | None  # share of the 64 samples (None: one training image, every sample a copy)
     seconds: float
 
     def rows(self) -> dict[str, object]:
@@ -68,6 +70,8 @@ class DemoReport:
                 "sampling seconds (64 images)": round(self.sampling_seconds, 2)}
         if self.horseshoe_rate is not None:
             rows["horseshoe rate (geometric check)"] = f"{self.horseshoe_rate:.0%}"
+        if self.near_copies is not None:
+            rows["near-copies of training images"] = f"{self.near_copies:.0%}"
         rows["demo seconds (this call)"] = round(self.seconds, 1)
         return rows
 
@@ -77,6 +81,7 @@ class DemoResult:
     out: Path
     report: DemoReport
     pictures: list[Path]
+    copies: copies.CopyCheck
 
 
 def train_demo(config: Config, out: Path, progress: bool) -> tuple[TrainResult, Trainer]:
@@ -99,6 +104,7 @@ class Drawn:
     sampler: str
     sampling_seconds: float
     horseshoe_rate: float | None
+    copies: copies.CopyCheck
 
 
 def draw_pictures(out: Path, config: Config, count: int = 64, seed: int = 0, progress: bool = False) -> Drawn:
@@ -106,8 +112,12 @@ def draw_pictures(out: Path, config: Config, count: int = 64, seed: int = 0, pro
     run = load_run(out)
     sample_config = run.sampler()
     started = time.perf_counter()
-    samples = to_uint8(run.generate(sample_config, count, seed=seed, progress="samples" if progress else None))
+    drawn = run.generate(sample_config, count, seed=seed, progress="samples" if progress else None)
     sampling_seconds = time.perf_counter() - started
+    samples = to_uint8(drawn)
+    # The endless built-in stream stands for itself by its first images, as `horseshoe train` compares.
+    found = copies.check(drawn, training_images(config.data, copies.TRAINING_LIMIT, config.train.seed), config.data,
+                         out / "copies.png", seed=config.train.seed)
     save_samples(samples, out / "samples")
     rate = horseshoe_rate(samples / 255.0) if config.data.is_builtin_silhouette else None
     scale = display_scale(config.data.height)
@@ -121,7 +131,7 @@ def draw_pictures(out: Path, config: Config, count: int = 64, seed: int = 0, pro
     frames = sampling_frames(run.records(gif_config, 9, seed), 40, 100, with_x0=True, scale=scale)
     save_gif(frames, out / "sampling.gif", fps=12, hold_seconds=2.5)
     plot_loss(read_metrics(out), out / "loss.png", title="demo training loss")
-    return Drawn(f"{sample_config.sampler}, {sample_config.steps} steps", sampling_seconds, rate)
+    return Drawn(f"{sample_config.sampler}, {sample_config.steps} steps", sampling_seconds, rate, found)
 
 
 def write_page(out: Path, config: Config, demo: DemoReport) -> Path:
@@ -152,12 +162,14 @@ def run_demo(out: str | Path, overrides: list[str] | None = None, gallery: str |
                       device=str(trainer.device), precision=trainer.precision,
                       parameters=sum(p.numel() for p in trainer.state.model.parameters()), sampler=drawn.sampler,
                       sampling_seconds=drawn.sampling_seconds, horseshoe_rate=drawn.horseshoe_rate,
+                      near_copies=drawn.copies.novelty.near_copy_fraction if drawn.copies.novelty else None,
                       seconds=time.perf_counter() - started)
+    report.add_section(out, "copies", "Near-copies of training images", drawn.copies.section("copies.png"), order=15)
     page = write_page(out, config, demo)
-    pictures = [out / p for p in PICTURES] + [page]
+    pictures = [out / p for p in PICTURES] + ([drawn.copies.picture] if drawn.copies.picture else []) + [page]
     if gallery is not None:
         gallery = Path(gallery)
         gallery.mkdir(parents=True, exist_ok=True)
         for picture in PICTURES:
             shutil.copyfile(out / picture, gallery / Path(picture).name.replace("grid", "samples"))
-    return DemoResult(out=out, report=demo, pictures=pictures)
+    return DemoResult(out=out, report=demo, pictures=pictures, copies=drawn.copies)

@@ -34,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
               f"pictures redrawn")
     if n.horseshoe_rate is not None:
         print(f"{n.horseshoe_rate:.0%} of the 64 samples pass the horseshoe check")
+    print(result.copies.line())
     print(f"open {result.out / 'index.html'} to see everything:")
     for path in result.pictures[:-1]:
         print(f"  {path}")

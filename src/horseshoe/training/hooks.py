@@ -47,8 +47,12 @@ class LogHook(Hook):
         tc = trainer.config.train
         self._losses.append(result.loss)
         self._seconds += result.seconds
+        total = trainer.total_steps()
+        if self.bar.total != total:  # a time budget's second plan
+            self.bar.total = total
+            self.bar.refresh()
         self.bar.update(1)
-        if result.step % tc.log_every and result.step != trainer.total_steps():
+        if result.step % tc.log_every and result.step != total:
             return
         rate = len(self._losses) * tc.batch_size / max(self._seconds, 1e-9)
         record = {"step": result.step, "loss": sum(self._losses) / len(self._losses), "lr": result.lr,

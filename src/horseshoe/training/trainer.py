@@ -91,6 +91,11 @@ def learning_rate(step: int, base: float, warmup: int, total: int, schedule: str
     return base
 
 
+# A time budget's plans: the share of the time left they fill (the rest is kept for checkpoints, evaluations
+# and jitter), and how many steps of the loop the second plan measures at least.
+PLAN_SHARE, REPLAN_SHARE, REPLAN_AFTER = 0.85, 0.92, 20
+
+
 class Trainer:
     """Trains the config's U-Net on the config's data, calling `hooks` along the way.
 
@@ -148,7 +153,7 @@ class Trainer:
         Inside the learning-rate warm-up the rate does not depend on the total; a timed step past it
         (a short warm-up, or a resume) keeps the rate it finds. 15% of the time left is kept for
         logging, checkpoints, evaluations and jitter. The timed steps are trained but not logged one by
-        one. Every process gets the same count (the mean of their plans), or one would wait for ever.
+        one. fit plans once more at the end of the warm-up (replan_time_budget).
         """
         tc, st = self.config.train, self.state
         seconds = []
@@ -156,8 +161,30 @@ class Trainer:
             held = None if st.step < tc.warmup_steps else st.optimizer.param_groups[0]["lr"]
             seconds.append(self.train_step(total_steps=2**62, lr=held).seconds)
         per_step = statistics.median(seconds[1:])  # the first pays one-off costs
-        left = 60 * tc.minutes - (self.clock() - started)
-        planned = st.step + max(0, int(0.85 * left / max(per_step, 1e-6)))
+        return self._fix_steps(started, per_step, PLAN_SHARE)
+
+    def replan_time_budget(self, started: float, loop_started: float, loop_first_step: int) -> int:
+        """Fix a time budget's step count again from the steps trained since the loop began (hooks included).
+
+        The few timed steps of plan_time_budget can read a machine's speed badly (a busy moment, caches
+        still cold: measured once at 75% of the later speed, which ended a 10-minute run after 7). Done
+        at the end of the learning-rate warm-up, where the rate does not yet depend on the total, the
+        second plan changes nothing that was already trained; it keeps less in reserve, since it has
+        measured the logging too.
+        """
+        per_step = (self.clock() - loop_started) / max(1, self.step - loop_first_step)
+        return self._fix_steps(started, per_step, REPLAN_SHARE)
+
+    def replan_step(self, loop_first_step: int) -> int:
+        """Where replan_time_budget runs: the end of the warm-up, and at least REPLAN_AFTER steps into the loop."""
+        return max(self.config.train.warmup_steps, loop_first_step + REPLAN_AFTER)
+
+    def _fix_steps(self, started: float, per_step: float, share: float) -> int:
+        """planned_steps: the steps that fit `share` of the budget's time left at `per_step` seconds each, agreed
+        by every process (the mean of their plans), or one would wait for ever."""
+        st = self.state
+        left = 60 * self.config.train.minutes - (self.clock() - started)
+        planned = st.step + max(0, int(share * left / max(per_step, 1e-6)))
         st.planned_steps = round(float(distributed.mean(torch.tensor(float(planned), device=self.device), self.world)))
         return st.planned_steps
 
@@ -294,7 +321,8 @@ class Trainer:
         calling the hooks."""
         started, first_step = self.clock(), self.step
         self.first_step = first_step  # where this call began (a time budget's timed steps come before on_start)
-        if self.config.train.minutes is not None and self.state.planned_steps is None:
+        planning = self.config.train.minutes is not None and self.state.planned_steps is None
+        if planning:
             self.state.model.train()
             self.plan_time_budget(started)
         total = self.total_steps()
@@ -303,19 +331,26 @@ class Trainer:
                                self.state.scaler_skipped)
         self.state.model.train()
         try:
-            return self._loop(total, started, first_step)
+            return self._loop(total, started, first_step, replan=planning)
         finally:
             for hook in self.hooks:
                 hook.close()
 
-    def _loop(self, total: int, start: float, start_step: int) -> TrainResult:
+    def _loop(self, total: int, start: float, start_step: int, replan: bool = False) -> TrainResult:
+        """replan: this call planned a time budget, and plans it again at replan_step (a resume keeps its plan)."""
         tc = self.config.train
         deadline = min([60 * m for m in (tc.max_minutes, tc.minutes) if m is not None], default=math.inf)
         last_loss, stop_reason = math.nan, "budget"
+        loop_started, loop_first_step = self.clock(), self.step
+        replan_at = self.replan_step(loop_first_step) if replan else None
         for hook in self.hooks:
             hook.on_start(self)
         with self._signals():
             while self.step < total:
+                if replan_at is not None and self.step >= replan_at:
+                    total, replan_at = self.replan_time_budget(start, loop_started, loop_first_step), None
+                    if self.step >= total:
+                        break
                 step = self.train_step(total)
                 last_loss = step.loss
                 if step.skipped:
