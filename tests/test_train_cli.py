@@ -48,7 +48,7 @@ def test_signal_finishes_the_step_saves_and_exits_with_the_signal_code(tmp_path,
 
 
 def test_second_ctrl_c_exits_at_once(tmp_path):
-    proc = start_training(tmp_path, "train.batch_size=512")  # slow steps, so the second signal lands mid-step
+    proc = start_training(tmp_path, "train.batch_size=4096")  # slow steps (~1 s), so the second signal lands mid-step
     wait_for_steps(tmp_path, proc, 1)
     proc.send_signal(signal.SIGINT)
     time.sleep(0.15)

@@ -39,7 +39,8 @@ class TrainConfig:
     """The optimisation: budget, AdamW, schedule, EMA, precision, logging and checkpoints.
 
     steps, epochs or minutes is the budget. With minutes, the first steps are timed and the step
-    count fixed so that warm-up, decay and EMA fit the time (and kept on resume). max_minutes, if
+    count fixed so that warm-up, decay and EMA fit the time, then fixed again from the loop's own
+    speed at the end of the warm-up (and kept on resume). max_minutes, if
     set, also stops training (with a checkpoint) once that much wall time has passed, for jobs that
     must end in time on slower machines. precision: auto, bf16, fp16 (with a gradient scaler) or
     fp32 (runtime.resolve_precision). tf32 and cudnn_benchmark are CUDA kernel settings

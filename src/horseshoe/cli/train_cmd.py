@@ -31,7 +31,8 @@ def register(subparsers) -> None:
                         help=f"{OPTIMIZER_STEPS} to train to (default: {t.steps}, train.steps)")
     budget.add_argument("--epochs", type=float, help="passes over the data to train to, instead of --steps")
     budget.add_argument("--minutes", type=positive_float, help="train for this long: the first steps are timed and "
-                        "the step count fixed so that the learning-rate decay and the EMA fit (train.minutes)")
+                        "the step count fixed so that the learning-rate decay and the EMA fit, then fixed again "
+                        "at the end of the warm-up (train.minutes)")
     p.add_argument("--resume", nargs="?", const="latest", metavar="PATH",
                    help="continue from the run's latest checkpoint, or from PATH (a run or checkpoint directory; a "
                    "run's newest two checkpoints can resume, older ones hold its weights only)")
