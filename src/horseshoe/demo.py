@@ -17,12 +17,14 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+import torch
+
 from horseshoe import copies, report
 from horseshoe.config import Config, apply_overrides, load_toml
-from horseshoe.data import first_images, training_images
+from horseshoe.data import first_images
 from horseshoe.data.transforms import to_uint8
 from horseshoe.metrics.shape import horseshoe_rate
-from horseshoe.pipeline import run_hooks
+from horseshoe.pipeline import check_copies, run_hooks
 from horseshoe.runs import load_run
 from horseshoe.training import checkpoint
 from horseshoe.training.runlog import read_metrics
@@ -104,7 +106,7 @@ class Drawn:
     sampler: str
     sampling_seconds: float
     horseshoe_rate: float | None
-    copies: copies.CopyCheck
+    samples: torch.Tensor  # the samples, in [-1, 1]
 
 
 def draw_pictures(out: Path, config: Config, count: int = 64, seed: int = 0, progress: bool = False) -> Drawn:
@@ -115,9 +117,6 @@ def draw_pictures(out: Path, config: Config, count: int = 64, seed: int = 0, pro
     drawn = run.generate(sample_config, count, seed=seed, progress="samples" if progress else None)
     sampling_seconds = time.perf_counter() - started
     samples = to_uint8(drawn)
-    # The endless built-in stream stands for itself by its first images, as `horseshoe train` compares.
-    found = copies.check(drawn, training_images(config.data, copies.TRAINING_LIMIT, config.train.seed), config.data,
-                         out / "copies.png", seed=config.train.seed)
     save_samples(samples, out / "samples")
     rate = horseshoe_rate(samples / 255.0) if config.data.is_builtin_silhouette else None
     scale = display_scale(config.data.height)
@@ -131,7 +130,7 @@ def draw_pictures(out: Path, config: Config, count: int = 64, seed: int = 0, pro
     frames = sampling_frames(run.records(gif_config, 9, seed), 40, 100, with_x0=True, scale=scale)
     save_gif(frames, out / "sampling.gif", fps=12, hold_seconds=2.5)
     plot_loss(read_metrics(out), out / "loss.png", title="demo training loss")
-    return Drawn(f"{sample_config.sampler}, {sample_config.steps} steps", sampling_seconds, rate, found)
+    return Drawn(f"{sample_config.sampler}, {sample_config.steps} steps", sampling_seconds, rate, drawn)
 
 
 def write_page(out: Path, config: Config, demo: DemoReport) -> Path:
@@ -157,19 +156,20 @@ def run_demo(out: str | Path, overrides: list[str] | None = None, gallery: str |
     config = demo_config(overrides)
     trained, trainer = train_demo(config, out, progress)
     drawn = draw_pictures(out, config, progress=progress)
+    found = check_copies(trainer, drawn.samples, out)  # against the images training held, as `horseshoe train` does
     demo = DemoReport(steps=trained.step, steps_trained=trained.steps_trained, training_seconds=trained.seconds,
                       images_per_sec=trained.images_per_sec, final_loss=trained.loss, stop_reason=trained.stop_reason,
                       device=str(trainer.device), precision=trainer.precision,
                       parameters=sum(p.numel() for p in trainer.state.model.parameters()), sampler=drawn.sampler,
                       sampling_seconds=drawn.sampling_seconds, horseshoe_rate=drawn.horseshoe_rate,
-                      near_copies=drawn.copies.novelty.near_copy_fraction if drawn.copies.novelty else None,
+                      near_copies=found.novelty.near_copy_fraction if found.novelty else None,
                       seconds=time.perf_counter() - started)
-    report.add_section(out, "copies", "Near-copies of training images", drawn.copies.section("copies.png"), order=15)
+    report.add_section(out, "copies", "Near-copies of training images", found.section("copies.png"), order=15)
     page = write_page(out, config, demo)
-    pictures = [out / p for p in PICTURES] + ([drawn.copies.picture] if drawn.copies.picture else []) + [page]
+    pictures = [out / p for p in PICTURES] + ([found.picture] if found.picture else []) + [page]
     if gallery is not None:
         gallery = Path(gallery)
         gallery.mkdir(parents=True, exist_ok=True)
         for picture in PICTURES:
             shutil.copyfile(out / picture, gallery / Path(picture).name.replace("grid", "samples"))
-    return DemoResult(out=out, report=demo, pictures=pictures, copies=drawn.copies)
+    return DemoResult(out=out, report=demo, pictures=pictures, copies=found)
