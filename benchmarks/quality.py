@@ -125,7 +125,7 @@ def evaluate(system, scorer: Scorer, sampler: str, count: int, args, trained: fl
 def evaluation_times(args) -> list[float]:
     """Seconds of training at which to evaluate (the first step at or past each; always also at the end):
     the --at minutes, or every --interval seconds of the budget."""
-    if getattr(args, "at", None):
+    if args.at:
         return sorted(60 * m for m in args.at)
     return [args.interval * k for k in range(1, int(60 * args.minutes / args.interval) + 1)]
 

@@ -52,7 +52,7 @@ class FakeScorer:
 
 
 def args(**kw):
-    base = dict(minutes=1.0, interval=10.0, samples=4, sample_batch=3, seed=0, final_samples=2)
+    base = dict(minutes=1.0, interval=10.0, at=None, samples=4, sample_batch=3, seed=0, final_samples=2)
     return Namespace(**{**base, **kw})
 
 
