@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from horseshoe.diffusion import make_schedule, training_loss
+from horseshoe.diffusion import PREDICTIONS, Denoiser, make_schedule, training_loss
 from horseshoe.diffusion.objectives import draw_noise, min_snr_weight, nearest_timesteps
 
 SCHEDULE = make_schedule("cosine", 100)
@@ -14,11 +14,11 @@ def perfect_network(prediction):
         abar = SCHEDULE.alpha_bars[t].view(-1, 1, 1, 1).to(x_t.dtype)
         eps = (x_t - abar.sqrt() * POINT) / (1 - abar).sqrt()
         v = abar.sqrt() * eps - (1 - abar).sqrt() * POINT
-        return {"eps": eps, "x0": torch.full_like(x_t, POINT), "v": v}[prediction]
+        return {"eps": eps, "x0": torch.full_like(x_t, POINT), "v": v, "flow": eps - POINT}[prediction]
     return net
 
 
-@pytest.mark.parametrize("prediction", ["eps", "x0", "v"])
+@pytest.mark.parametrize("prediction", PREDICTIONS)
 def test_perfect_predictor_has_zero_loss(prediction):
     x0 = torch.full((8, 1, 4, 4), POINT, dtype=torch.float64)
     g = torch.Generator().manual_seed(0)
@@ -107,3 +107,28 @@ def test_timesteps_setting_is_checked():
         DiffusionConfig(timesteps="beta")
     with pytest.raises(ValueError, match="diffusion.p_std positive, got -1.2, 0.0"):
         DiffusionConfig(timesteps="lognormal", p_std=0.0)
+
+
+@pytest.mark.parametrize("prediction", PREDICTIONS)
+def test_min_snr_weighted_loss_is_the_same_in_every_parameterisation(prediction):
+    # A network whose x0 estimate is off by d everywhere (data: the single value POINT), written in each
+    # parameterisation; with min-SNR-gamma every target's weighted loss must be min(SNR, gamma) d^2, the
+    # paper's x0-space loss (Hang et al. 2023, Eq. 7): the weights undo each target's own scale.
+    gamma, d = 5.0, 0.25
+    schedule = make_schedule("cosine", 100)
+
+    def net(x_t, t):
+        abar = schedule.alpha_bars[t].view(-1, 1, 1, 1).to(x_t.dtype)
+        a, b = abar.sqrt(), (1 - abar).sqrt()
+        x0 = torch.full_like(x_t, POINT + d)
+        eps = (x_t - a * x0) / b
+        return {"eps": eps, "x0": x0, "v": a * eps - b * x0, "flow": eps - x0}[prediction]
+
+    # The denoiser reads the output back as that x0 estimate.
+    x_t, t = torch.randn(3, 1, 2, 2, dtype=torch.float64), torch.tensor([5, 50, 95])
+    torch.testing.assert_close(Denoiser(net, schedule, prediction)(x_t, t).x0, torch.full_like(x_t, POINT + d))
+    x0 = torch.full((64, 1, 2, 2), POINT, dtype=torch.float64)
+    loss = training_loss(net, schedule, x0, torch.Generator().manual_seed(2), prediction, min_snr_gamma=gamma)
+    t = torch.randint(0, 100, (64,), generator=torch.Generator().manual_seed(2))
+    expected = (schedule.snr()[t].clamp(max=gamma) * d * d).mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-9)

@@ -4,10 +4,12 @@ import torch
 from horseshoe.diffusion import (
     eps_from_v,
     eps_from_x0,
+    flow_target,
     make_schedule,
     q_posterior_mean_variance,
     q_sample,
     v_target,
+    x0_eps_from_flow,
     x0_from_eps,
     x0_from_v,
 )
@@ -77,3 +79,18 @@ def test_eps_x0_v_round_trips(schedule):
     torch.testing.assert_close(eps_from_v(schedule, x_t, t, v), eps, rtol=1e-9, atol=1e-9)
     # v is the rotation of (x0, eps) by phi with tan(phi) = sqrt((1-abar)/abar): |v|^2 + |x_t|^2 = |x0|^2 + |eps|^2.
     torch.testing.assert_close(v.pow(2) + x_t.pow(2), x0.pow(2) + eps.pow(2), rtol=1e-9, atol=1e-9)
+
+
+def test_flow_round_trips_and_is_the_straight_path_velocity(schedule):
+    x0 = torch.randn(5, 3, 4, 4, dtype=torch.float64)
+    eps = torch.randn_like(x0)
+    t = torch.tensor([0, 10, 100, 150, 199])
+    x_t = q_sample(schedule, x0, t, eps)
+    u = flow_target(x0, eps)
+    x0_back, eps_back = x0_eps_from_flow(schedule, x_t, t, u)
+    torch.testing.assert_close(x0_back, x0, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(eps_back, eps, rtol=1e-9, atol=1e-9)
+    # u is d/ds of x(s) = (1 - s) x0 + s eps, by finite differences along the straight path.
+    s, h = 0.3, 1e-6
+    path = lambda s: (1 - s) * x0 + s * eps  # noqa: E731
+    torch.testing.assert_close((path(s + h) - path(s - h)) / (2 * h), u, rtol=1e-6, atol=1e-6)

@@ -301,3 +301,32 @@ def test_sample_section_fills_in_sampler_options():
     given = section.for_sampler(schedule, "ddim", 7, eta=0.5, spacing="linspace")
     assert (given.sampler, given.steps, given.eta, given.spacing) == ("ddim", 7, 0.5, "linspace")
     assert SampleConfig(steps=20, lambda_min=None).for_sampler(make_schedule("cosine", 10), "ddim").steps == 10
+
+
+def test_ddim_is_the_euler_step_of_the_flow_ode():
+    # For prediction 'flow' (u = eps - x0) each deterministic DDIM step from t to s is one Euler step of
+    # dx/ds = u on the straight path x = (1 - s) x0 + s eps: with a = sqrt(abar), b = sqrt(1 - abar), that
+    # path's point is x_t / (a + b) at s = b / (a + b) (DiffusionConfig's docstring).
+    schedule = make_schedule("cosine", 1000)
+
+    def velocity(x, t):  # any smooth field; it need not be a good model
+        return torch.sin(3 * x) + 1e-3 * t.view(-1, 1, 1, 1).to(x.dtype) * x
+
+    denoiser = Denoiser(velocity, schedule, "flow")
+    config = SampleConfig(sampler="ddim", steps=6, spacing="trailing", lambda_min=None, clip_x0=False)
+    x_T, g = draw(4)
+    x_T = x_T.expand(4, 1, 2, 2).contiguous()
+
+    def straight(x, t):
+        a, b = schedule.alpha_bar(t) ** 0.5, (1 - schedule.alpha_bar(t)) ** 0.5
+        return x / (a + b), b / (a + b)
+
+    timesteps = sampler_timesteps(schedule, config)
+    records = list(iterate(denoiser, x_T, config, g))
+    for i, r in enumerate(records):
+        s_next = timesteps[i + 1] if i + 1 < len(timesteps) else -1
+        x, s = straight(r.x_t, r.t)
+        x_next, s_after = straight(r.x_prev, s_next)
+        euler = x + (s_after - s) * velocity(r.x_t, torch.tensor([r.t]).expand(4))
+        torch.testing.assert_close(x_next, euler, rtol=1e-10, atol=1e-10)
+    assert straight(records[-1].x_prev, -1)[1] == 0.0  # ends on the data end of the path

@@ -16,9 +16,11 @@ from horseshoe.diffusion.objectives import OBJECTIVES, training_loss
 from horseshoe.diffusion.process import (
     eps_from_v,
     eps_from_x0,
+    flow_target,
     q_posterior_mean_variance,
     q_sample,
     v_target,
+    x0_eps_from_flow,
     x0_from_eps,
     x0_from_v,
 )
@@ -36,6 +38,8 @@ __all__ = [
     "v_target",
     "x0_from_v",
     "eps_from_v",
+    "flow_target",
+    "x0_eps_from_flow",
     "OBJECTIVES",
     "training_loss",
     "Denoiser",

@@ -21,6 +21,14 @@ class DiffusionConfig:
     preconditioned F for sigma_data = 1: with x = x_t / sqrt(abar), x0 = abar x + sqrt(1 - abar) (-v), so
     c_skip = abar, c_out = sqrt(1 - abar), c_in x = x_t, and the plain v loss is EDM's weighted loss (their
     Eq. 8 with lambda = 1 / c_out^2). 'lognormal' with 'v' therefore trains as EDM does, on this schedule.
+
+    prediction 'flow' is rectified flow / flow matching (Liu et al. 2022; Esser et al. 2024, Sec. 2-3.1):
+    the network predicts u = eps - x0, the velocity along the straight path x = (1 - s) x0 + s eps. That
+    path is this one up to scale: x = x_t / (sqrt(abar_t) + sqrt(1 - abar_t)) at s = sigma_t / (1 + sigma_t),
+    sigma_t = sqrt((1 - abar_t) / abar_t); the network sees x_t, the same point at unit variance (EDM's
+    c_in). So ln sigma_t = logit(s), and Esser et al.'s logit-normal(m, std) sampling of s is 'lognormal'
+    with p_mean = m, p_std = std (their default: 0, 1). The samplers need no change: DDIM's step is the
+    Euler step of the flow's ODE in s (tests/test_samplers.py checks this).
     """
 
     schedule: str = "cosine"

@@ -12,8 +12,9 @@ import torch
 from horseshoe.diffusion import process
 from horseshoe.diffusion.schedules import NoiseSchedule
 
-# What the network is trained to output (improved-diffusion's ModelMeanType, as plain names).
-PREDICTIONS = ("eps", "x0", "v")
+# What the network is trained to output (improved-diffusion's ModelMeanType, as plain names; 'flow' is the
+# flow-matching velocity eps - x0, process.flow_target).
+PREDICTIONS = ("eps", "x0", "v", "flow")
 NO_CLASS = -1  # the networks' label for "no class" (horseshoe.models.NO_CLASS; the layers sit side by side)
 
 # (x_t (B,C,H,W), t (B,)) -> output, and (x_t, t, labels (B,)) -> output for a network with classes
@@ -81,8 +82,10 @@ class Denoiser:
             eps, x0 = out, process.x0_from_eps(s, x_t, t_batch, out)
         elif self.prediction == "x0":
             x0, eps = out, process.eps_from_x0(s, x_t, t_batch, out)
-        else:
+        elif self.prediction == "v":
             x0, eps = process.x0_from_v(s, x_t, t_batch, out), process.eps_from_v(s, x_t, t_batch, out)
+        else:
+            x0, eps = process.x0_eps_from_flow(s, x_t, t_batch, out)
         if clip_x0:
             x0 = x0.clamp(-1.0, 1.0)
             eps = process.eps_from_x0(s, x_t, t_batch, x0)
@@ -105,7 +108,7 @@ class Denoiser:
     def _guided(self, x_t: torch.Tensor, t: int | torch.Tensor, t_batch: torch.Tensor) -> torch.Tensor:
         """uncond + w (cond - uncond) of the raw output (Ho & Salimans 2022, Eq. 6), both halves in one call.
 
-        eps, x0 and v are affine in the output with the same coefficients at one (x_t, t), and the two
+        eps, x0, v and flow are affine in the output with the same coefficients at one (x_t, t), and the two
         weights sum to 1, so mixing the raw output mixes eps (and x0) identically. w = 1 and w = 0 call
         the network once, on the conditional or the unconditional half alone: exactly those predictions.
         """

@@ -1,4 +1,4 @@
-"""The training objective: regress the network onto eps, x0 or v at a random timestep."""
+"""The training objective: regress the network onto eps, x0, v or the flow velocity at a random timestep."""
 
 from __future__ import annotations
 
@@ -14,14 +14,17 @@ OBJECTIVES = PREDICTIONS  # the network is trained on exactly what it is later r
 def min_snr_weight(snr: torch.Tensor, gamma: float, prediction: str) -> torch.Tensor:
     """Min-SNR-gamma loss weight (Hang et al. 2023), expressed for each prediction target.
 
-    The paper weights the x0-space loss by min(SNR, gamma); an eps loss equals SNR times the x0 loss
-    and a v loss (SNR + 1) times it, so those targets divide by the same factor.
+    The paper weights the x0-space loss by min(SNR, gamma); at one x_t an eps error is -sqrt(SNR) times
+    the x0 error, so an eps loss is SNR times the x0 loss, a v loss (SNR + 1) times it and a flow loss
+    (u = eps - x0) (sqrt(SNR) + 1)^2 times it; those targets divide by the same factor.
     """
     clipped = snr.clamp(max=gamma)
     if prediction == "eps":
         return clipped / snr
     if prediction == "x0":
         return clipped
+    if prediction == "flow":
+        return clipped / (snr.sqrt() + 1.0).pow(2)
     return clipped / (snr + 1.0)
 
 
@@ -86,6 +89,8 @@ def loss_from_noise(
         target = eps
     elif prediction == "x0":
         target = x0
+    elif prediction == "flow":
+        target = process.flow_target(x0, eps)
     else:
         target = process.v_target(schedule, x0, t, eps)
     if augment is not None:

@@ -1,4 +1,4 @@
-"""The forward process q(x_t | x0), its posterior q(x_{t-1} | x_t, x0), and eps / x0 / v conversions.
+"""The forward process q(x_t | x0), its posterior q(x_{t-1} | x_t, x0), and eps / x0 / v / flow conversions.
 
 All functions are pure: they take a NoiseSchedule and tensors, gather the schedule's float64 values at
 ``t`` and compute in the dtype of ``x``. ``t`` is an int or a LongTensor of shape (B,).
@@ -69,3 +69,19 @@ def eps_from_v(schedule: NoiseSchedule, x_t: torch.Tensor, t: torch.Tensor | int
     """eps = sqrt(1 - abar_t) x_t + sqrt(abar_t) v."""
     alpha_bar = gather(schedule.alpha_bars, t, x_t)
     return (1.0 - alpha_bar).sqrt() * x_t + alpha_bar.sqrt() * v
+
+
+def flow_target(x0: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """The flow-matching velocity u = eps - x0: d/ds of the straight path x = (1 - s) x0 + s eps.  # Liu et al. 2022,
+    Eq. 1; Lipman et al. 2023; Esser et al. 2024, Sec. 2. It does not depend on t: every t's target is the same line."""
+    return eps - x0
+
+
+def x0_eps_from_flow(
+    schedule: NoiseSchedule, x_t: torch.Tensor, t: torch.Tensor | int, u: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """x0 and eps from u = eps - x0 and x_t = a x0 + b eps (a = sqrt(abar_t), b = sqrt(1 - abar_t)):
+    x0 = (x_t - b u) / (a + b), eps = (x_t + a u) / (a + b)."""
+    alpha_bar = gather(schedule.alpha_bars, t, x_t)
+    a, b = alpha_bar.sqrt(), (1.0 - alpha_bar).sqrt()
+    return (x_t - b * u) / (a + b), (x_t + a * u) / (a + b)
