@@ -130,6 +130,9 @@ def evaluation_times(args) -> list[float]:
     return [args.interval * k for k in range(1, int(60 * args.minutes / args.interval) + 1)]
 
 
+END_GRACE = 0.02  # share of the budget: no separate end evaluation this soon after the last one
+
+
 def timed_run(system, scorer: Scorer, args, sync=lambda: None, clock=time.perf_counter) -> dict:
     """Train until --minutes of training time (or the recipe's end), evaluating at evaluation_times and at the end.
 
@@ -143,7 +146,12 @@ def timed_run(system, scorer: Scorer, args, sync=lambda: None, clock=time.perf_c
         images += system.train_step()
         sync()
         trained += clock() - started
-        if (times and trained >= times[0]) or system.done or trained >= budget:
+        due = bool(times) and trained >= times[0]
+        # The end is always scored, unless a scheduled evaluation just did (an --at time just short of the
+        # budget): a second one would cost minutes for a peer and measure the same weights.
+        just_scored = bool(points) and trained - points[-1]["seconds"] < END_GRACE * budget
+        end = (system.done or trained >= budget) and not just_scored
+        if due or end:
             point, last = evaluate(system, scorer, system.eval_sampler, args.samples, args, trained, images)
             points.append(point)
             times = [t for t in times if t > trained]

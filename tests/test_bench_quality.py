@@ -81,6 +81,15 @@ def test_evaluations_at_chosen_minutes_and_at_the_end():
     assert result["trained_seconds"] == pytest.approx(42.0)
 
 
+def test_no_second_evaluation_just_after_an_at_time():
+    clock = FakeClock()
+    system = FakeSystem(clock, step_seconds=1.0, total_steps=10**6)
+    # --at 1.65 minutes (99 s) of a 100 s budget: the end comes 1 s later, within 2% of the budget.
+    result = timed_run(system, FakeScorer(), args(minutes=100 / 60, at=[1.65], final_samples=0), clock=clock)
+    assert [p["seconds"] for p in result["points"]] == pytest.approx([99])
+    assert result["trained_seconds"] == pytest.approx(100.0)
+
+
 def test_a_recipe_that_ends_is_evaluated_at_its_end():
     clock = FakeClock()
     system = FakeSystem(clock, step_seconds=3.0, total_steps=5)
