@@ -26,6 +26,7 @@ FLAGS = {
     "--seed": ("seed", int),
     "--device": ("auto, cpu, cuda, cuda:N or mps", None),
     "--weights": ("'ema' (averaged) or 'model' (raw) weights", None),
+    "--ema-length": ("post-hoc EMA", float),
     "--data": ("folder of images", None),
     "--config": ("config file", None),
     "--set": ("override", None),

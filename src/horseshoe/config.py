@@ -34,6 +34,11 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
+# Post-hoc EMA's widest profile: sigma_rel at gamma = 0 (p flat over the run; training.posthoc_ema). Below gamma = 0
+# the first, random weights would weigh most, and sigma_rel(gamma) is not monotonic there.
+MAX_SIGMA_REL = 1 / (2 * math.sqrt(3))
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """The optimisation: budget, AdamW, schedule, EMA, precision, logging and checkpoints.
@@ -47,6 +52,9 @@ class TrainConfig:
     (runtime.setup_device); they change nothing elsewhere.
     label_dropout: the share of class labels replaced by "no class" during training (Ho & Salimans
     2022), so that a run with classes also learns the unconditional model guidance needs.
+    posthoc_ema: the relative widths sigma_rel of power-function EMAs to keep beside the EMA (EDM2 keeps
+    [0.05, 0.1]; empty: none), saved posthoc_snapshots times over the run into RUN/posthoc_ema, from
+    which `sample --ema-length` reconstructs any length after training (training.posthoc_ema).
     """
 
     steps: int | None = 10_000
@@ -78,6 +86,8 @@ class TrainConfig:
     max_minutes: float | None = None
     tensorboard: bool = False  # also log to RUN/tensorboard/ (pip install 'horseshoe[tensorboard]')
     label_dropout: float = 0.1
+    posthoc_ema: tuple[float, ...] = ()
+    posthoc_snapshots: int = 16
 
     def __post_init__(self) -> None:
         if sum(budget is not None for budget in (self.steps, self.epochs, self.minutes)) != 1:
@@ -116,6 +126,14 @@ class TrainConfig:
             raise ValueError(f"train.ema_warmup_ratio must be in [0, 1), got {self.ema_warmup_ratio}")
         if not 0 <= self.label_dropout <= 1:
             raise ValueError(f"train.label_dropout must be in [0, 1], got {self.label_dropout}")
+        for sigma_rel in self.posthoc_ema:
+            if not 0 < sigma_rel <= MAX_SIGMA_REL:
+                raise ValueError(f"train.posthoc_ema: each sigma_rel must be in (0, {MAX_SIGMA_REL:.4f}], "
+                                 f"got {sigma_rel}")
+        if len(set(self.posthoc_ema)) != len(self.posthoc_ema):
+            raise ValueError(f"train.posthoc_ema lists a width twice: {list(self.posthoc_ema)}")
+        if self.posthoc_snapshots < 1:
+            raise ValueError(f"train.posthoc_snapshots must be >= 1, got {self.posthoc_snapshots}")
 
 
 @dataclass(frozen=True)

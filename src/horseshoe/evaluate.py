@@ -295,9 +295,16 @@ def fid_kid(weights_path: Path | None, samples: torch.Tensor, reference: torch.T
     return FIDResult(fid=fid.fid_from_features(a, b), kid=kid_mean, kid_std=kid_std, weights=str(weights_path))
 
 
-def evaluate(run_dir: str | Path, options: EvalOptions, weights: str = "ema", device: str = "auto") -> EvalResult:
-    """Run every measurement on a trained run and write eval.json, pictures and the HTML section."""
-    run = load_run(run_dir, weights=weights, device=device, sample_overrides=options.sample_overrides)
+def evaluate(run_dir: str | Path, options: EvalOptions, weights: str = "ema", device: str = "auto",
+             ema_length: float | None = None) -> EvalResult:
+    """Run every measurement on a trained run and write eval.json, pictures and the HTML section.
+
+    ema_length: a post-hoc EMA of that relative width (runs.load_run), reported as the weights 'ema@<width>'.
+    """
+    run = load_run(run_dir, weights=weights, device=device, sample_overrides=options.sample_overrides,
+                   ema_length=ema_length)
+    if ema_length is not None:
+        weights = f"ema@{ema_length:g}"
     if options.guidance_sweep and not run.classes:  # before any work
         raise ValueError(f"--guidance-sweep: run {str(run.checkpoint)!r} was trained without classes")
     run_dir = run.run_dir

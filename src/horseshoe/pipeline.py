@@ -25,7 +25,7 @@ from horseshoe.data.transforms import to_uint8
 from horseshoe.metrics.novelty import novelty
 from horseshoe.metrics.swd import SWDReference
 from horseshoe.training import checkpoint, distributed
-from horseshoe.training.hooks import CheckpointHook, LogHook
+from horseshoe.training.hooks import CheckpointHook, LogHook, PostHocEMAHook
 from horseshoe.training.runlog import read_metrics, tensorboard_writer
 from horseshoe.training.trainer import Hook, NonFiniteLoss, StepResult, Trainer, TrainResult
 from horseshoe.viz.grid import display_scale, make_grid, save_png
@@ -101,9 +101,9 @@ class RunResult:
 
 
 def run_hooks(run_dir: Path, progress: bool) -> list[Hook]:
-    """Log, quick evaluations, sample grids, checkpoints: in that order at every step."""
+    """Log, quick evaluations, sample grids, post-hoc EMA snapshots, checkpoints: in that order at every step."""
     log = LogHook(run_dir, progress)
-    return [log, QuickEvalHook(log), SampleGridHook(run_dir), CheckpointHook(run_dir)]
+    return [log, QuickEvalHook(log), SampleGridHook(run_dir), PostHocEMAHook(run_dir), CheckpointHook(run_dir)]
 
 
 def check_copies(trainer: Trainer, samples: torch.Tensor, out: Path) -> CopyCheck:

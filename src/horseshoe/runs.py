@@ -24,7 +24,7 @@ from horseshoe.models import UNet
 from horseshoe.runtime import autocast, pick_device, resolve_precision, setup_device
 from horseshoe.sampling import SampleConfig, StepRecord, generate, get_sampler, guided, initial_noise, iterate
 from horseshoe.sampling.edit import MASKS, builtin_mask, repaint, round_trip, sdedit
-from horseshoe.training import checkpoint
+from horseshoe.training import checkpoint, posthoc_ema
 
 WEIGHTS = ("ema", "model")
 # A class for every image, or one per image (names or indices); None: no class.
@@ -61,6 +61,7 @@ class LoadedRun:
     step: int
     device: torch.device
     precision: str
+    ema: posthoc_ema.Reconstruction | None = None  # the post-hoc EMA length in use (None: the run's EMA)
 
     @property
     def run_dir(self) -> Path:
@@ -254,17 +255,21 @@ def with_precision(model: torch.nn.Module, device: torch.device, precision: str)
 
 
 def load_run(path: str | Path, weights: str = "ema", device: str = "auto", precision: str = "auto",
-             sample_overrides: Sequence[str] = ()) -> LoadedRun:
+             sample_overrides: Sequence[str] = (), ema_length: float | None = None) -> LoadedRun:
     """Load a run directory (its latest checkpoint) or a checkpoint directory for sampling.
 
     precision: auto, bf16, fp16 or fp32 (runtime.resolve_precision). sample_overrides
-    ('sample.key=value', as `--set`) change how this run samples, nothing else.
+    ('sample.key=value', as `--set`) change how this run samples, nothing else. ema_length: a post-hoc
+    EMA of this relative width sigma_rel instead of the run's EMA, reconstructed from the snapshots of
+    a run trained with train.posthoc_ema (training.posthoc_ema).
     """
     for text in sample_overrides:
         if not text.strip().startswith("sample."):
             raise ValueError(f"--set {text!r}: only sample.* settings can change after training")
     if weights not in WEIGHTS:
         raise ValueError(f"unknown weights {weights!r}; choose one of {', '.join(WEIGHTS)}")
+    if ema_length is not None and weights != "ema":
+        raise ValueError("--ema-length reconstructs EMA weights: it cannot go with --weights model")
     found = checkpoint.resolve(path)
     data = checkpoint.load(found, parts=(weights,))
     try:
@@ -278,6 +283,18 @@ def load_run(path: str | Path, weights: str = "ema", device: str = "auto", preci
     except RuntimeError as error:
         first = str(error).strip().splitlines()[-1].strip()
         raise ValueError(f"checkpoint {str(found)!r} does not match its config: {first}") from None
+    ema = None
+    if ema_length is not None:
+        run_dir = found.parent.parent if found.parent.name == "checkpoints" else found
+        ema = posthoc_ema.reconstruct(run_dir, ema_length, int(data.state["step"]))
+        differ = sorted(set(ema.parameters) ^ {name for name, _ in model.named_parameters()})
+        try:
+            if differ:
+                raise RuntimeError(f"parameter {differ[0]} is in one and not the other")
+            model.load_state_dict(ema.parameters, strict=False)  # parameters only: the checkpoint gave the rest
+        except RuntimeError as error:
+            first = str(error).strip().splitlines()[-1].strip()
+            raise ValueError(f"post-hoc EMA snapshots in {str(run_dir)!r} do not match the model: {first}") from None
     dev = pick_device(device)
     setup_device(dev, config.train.tf32, config.train.cudnn_benchmark)
     model = model.to(dev).eval().requires_grad_(False)
@@ -285,4 +302,4 @@ def load_run(path: str | Path, weights: str = "ema", device: str = "auto", preci
     precision = resolve_precision(precision, dev)
     denoiser = Denoiser(with_precision(model, dev, precision), schedule, config.diffusion.prediction)
     return LoadedRun(config=config, model=model, denoiser=denoiser, checkpoint=found,
-                     step=int(data.state["step"]), device=dev, precision=precision)
+                     step=int(data.state["step"]), device=dev, precision=precision, ema=ema)

@@ -63,10 +63,22 @@ DEVICES = "auto, cpu, cuda, cuda:N or mps"
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
-    """--weights and --device: which of a trained run's weights to load, and where."""
+    """--weights, --ema-length and --device: which of a trained run's weights to load, and where."""
     parser.add_argument("--weights", default="ema", choices=["ema", "model"],
                         help="'ema' (averaged) or 'model' (raw) weights")
+    parser.add_argument("--ema-length", type=float, metavar="SIGMA_REL",
+                        help="a post-hoc EMA of this width relative to the training so far (e.g. 0.05), "
+                             "reconstructed from the snapshots of a run trained with train.posthoc_ema "
+                             "(default: the run's own EMA)")
     parser.add_argument("--device", default="auto", help=DEVICES)
+
+
+def open_run(args: argparse.Namespace):
+    """The run of the command's `run` argument, with the weights, device, EMA length and --set it was given."""
+    from horseshoe.runs import load_run
+
+    return load_run(args.run, weights=args.weights, device=args.device, sample_overrides=args.overrides,
+                    ema_length=args.ema_length)
 
 
 def add_batch_size_option(parser: argparse.ArgumentParser) -> None:

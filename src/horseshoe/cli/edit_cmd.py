@@ -18,11 +18,12 @@ from horseshoe.cli.common import (
     add_sample_set_option,
     add_sampler_options,
     class_labels,
+    open_run,
     output_file,
     positive_int,
 )
 from horseshoe.data.transforms import to_uint8
-from horseshoe.runs import Inversion, LoadedRun, load_run
+from horseshoe.runs import Inversion, LoadedRun
 from horseshoe.sampling import StepRecord, sampler_timesteps
 from horseshoe.sampling.edit import MASKS, inversion_config, repaint_length, round_trip_records, sdedit_start
 from horseshoe.viz.gif import save_gif
@@ -111,7 +112,7 @@ def _write(run: LoadedRun, records: Iterator[StepRecord], inputs: np.ndarray, to
 
 
 def run_inpaint(args: argparse.Namespace) -> int:
-    run = load_run(args.run, weights=args.weights, device=args.device, sample_overrides=args.overrides)
+    run = open_run(args)
     config = run.sampler(args.sampler, args.steps, args.eta, args.spacing, args.guidance)
     labels, _ = class_labels(run, args.class_names, args.guidance, args.count, several=False)
     image, mask = run.load_image(args.image), run.load_mask(args.mask, args.image)  # errors before any file
@@ -126,7 +127,7 @@ def run_inpaint(args: argparse.Namespace) -> int:
 
 
 def run_edit(args: argparse.Namespace) -> int:
-    run = load_run(args.run, weights=args.weights, device=args.device, sample_overrides=args.overrides)
+    run = open_run(args)
     config = run.sampler(args.sampler, args.steps, args.eta, args.spacing, args.guidance)
     labels, _ = class_labels(run, args.class_names, args.guidance, args.count, several=False)
     image = run.load_image(args.image)
@@ -141,7 +142,7 @@ def run_edit(args: argparse.Namespace) -> int:
 
 
 def run_invert(args: argparse.Namespace) -> int:
-    run = load_run(args.run, weights=args.weights, device=args.device, sample_overrides=args.overrides)
+    run = open_run(args)
     config = inversion_config(run.sampler("ddim", args.steps))
     image = run.load_image(args.image)
     out = output_file(args.out)

@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
                           bpd_timesteps=args.bpd_timesteps, inception_weights=args.inception_weights,
                           sweep=parse_sweep(args.sweep), sample_overrides=tuple(args.overrides),
                           progress=not args.no_progress, guidance_sweep=tuple(args.guidance_sweep))
-    result = evaluate(args.run, options, weights=args.weights, device=args.device)
+    result = evaluate(args.run, options, weights=args.weights, device=args.device, ema_length=args.ema_length)
     for line in result.summary():
         print(line)
     print(f"wrote {result.run}/eval.json, {result.run}/eval/ and the Evaluation section of index.html")

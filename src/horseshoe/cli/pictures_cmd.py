@@ -13,12 +13,12 @@ from horseshoe.cli.common import (
     add_sampler_options,
     class_labels,
     config_from_args,
+    open_run,
     output_file,
     positive_int,
 )
 from horseshoe.data import first_images, load_like_training
 from horseshoe.diffusion import SCHEDULES, make_schedule
-from horseshoe.runs import load_run
 from horseshoe.viz.gif import save_gif, save_mp4
 from horseshoe.viz.grid import display_scale, save_png
 from horseshoe.viz.pictures import default_noise_timesteps, denoising_picture, noising_picture, sampling_frames
@@ -88,7 +88,7 @@ def run_noise(args: argparse.Namespace) -> int:
 
 
 def run_denoise(args: argparse.Namespace) -> int:
-    run = load_run(args.run, weights=args.weights, device=args.device, sample_overrides=args.overrides)
+    run = open_run(args)
     config = run.sampler(args.sampler, args.steps, args.eta, args.spacing, args.guidance)
     labels, per_class = class_labels(run, args.class_names, args.guidance, args.count)
     if per_class is not None:  # several classes: one sample (two rows) each
@@ -103,7 +103,7 @@ def run_denoise(args: argparse.Namespace) -> int:
 
 
 def run_animate(args: argparse.Namespace) -> int:
-    run = load_run(args.run, weights=args.weights, device=args.device, sample_overrides=args.overrides)
+    run = open_run(args)
     steps = args.steps or (None if (args.sampler or run.config.sample.sampler) == "ddpm" else 100)
     config = run.sampler(args.sampler, steps, args.eta, args.spacing, args.guidance)
     labels, columns = class_labels(run, args.class_names, args.guidance, args.count)

@@ -16,12 +16,12 @@ from horseshoe.cli.common import (
     add_sample_set_option,
     add_sampler_options,
     class_labels,
+    open_run,
     output_dir,
     output_file,
     positive_int,
 )
 from horseshoe.data.transforms import to_uint8
-from horseshoe.runs import load_run
 from horseshoe.sampling import initial_noise
 from horseshoe.sampling.edit import finish, inversion_config, invert, slerp_path
 from horseshoe.viz.gif import save_gif
@@ -61,7 +61,7 @@ def register(subparsers) -> None:
 
 
 def run_sample(args: argparse.Namespace) -> int:
-    run = load_run(args.run, weights=args.weights, device=args.device, sample_overrides=args.overrides)
+    run = open_run(args)
     config = run.sampler(args.sampler, args.steps, args.eta, args.spacing, args.guidance)
     labels, columns = class_labels(run, args.class_names, args.guidance, args.count)
     folder = output_dir(args.out)  # after every check: a bad --class writes nothing
@@ -80,7 +80,7 @@ def run_sample(args: argparse.Namespace) -> int:
 
 
 def run_interpolate(args: argparse.Namespace) -> int:
-    run = load_run(args.run, weights=args.weights, device=args.device, sample_overrides=args.overrides)
+    run = open_run(args)
     if args.count < 2:
         raise ValueError(f"--count must be at least 2 for an interpolation, got {args.count}")
     if args.class_names is not None and args.images:

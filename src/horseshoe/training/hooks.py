@@ -1,10 +1,12 @@
-"""The hooks every run directory gets: the log (metrics.jsonl and a progress bar) and checkpoints."""
+"""The hooks every run directory gets: the log (metrics.jsonl and a progress bar), checkpoints, and the
+snapshots of a post-hoc EMA."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from horseshoe.data import class_counts
+from horseshoe.training.posthoc_ema import drop_snapshots_after, save_snapshot
 from horseshoe.training.runlog import RunLog
 from horseshoe.training.trainer import Hook, StepResult, Trainer, TrainResult
 
@@ -98,3 +100,33 @@ class CheckpointHook(Hook):
             trainer.save(self.run_dir)
             self.saved_at = result.step
 
+
+
+class PostHocEMAHook(Hook):
+    """For a run with train.posthoc_ema: its power-function EMAs saved into RUN/posthoc_ema
+    train.posthoc_snapshots times, evenly over the planned steps, and at the end. Snapshots past the
+    step training starts from (an earlier run's, or those after the checkpoint a resume continues) are
+    deleted first. Main process only.
+    """
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.saved_at: int | None = None
+
+    def on_start(self, trainer: Trainer) -> None:
+        if trainer.world.is_main:
+            drop_snapshots_after(self.run_dir, trainer.step)
+
+    def on_step(self, trainer: Trainer, result: StepResult) -> None:
+        count, total = trainer.config.train.posthoc_snapshots, trainer.total_steps()
+        if trainer.state.posthoc and result.step * count // total > (result.step - 1) * count // total:
+            self._save(trainer, result.step)
+
+    def on_end(self, trainer: Trainer, result: TrainResult) -> None:
+        if trainer.state.posthoc and self.saved_at != result.step and result.step > 0:
+            self._save(trainer, result.step)
+
+    def _save(self, trainer: Trainer, step: int) -> None:
+        if trainer.world.is_main:
+            save_snapshot(self.run_dir, step, trainer.state.posthoc)
+        self.saved_at = step

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import warnings
+from pathlib import Path
 
 import torch
 
@@ -12,6 +14,9 @@ from horseshoe.models import UNet
 from horseshoe.training import checkpoint
 from horseshoe.training.distributed import World
 from horseshoe.training.ema import EMA
+from horseshoe.training.posthoc_ema import PowerEMA
+
+POSTHOC_PART = "posthoc_ema"  # a checkpoint's tensors of the power-function EMAs, for a run that keeps them
 
 
 class TrainState:
@@ -42,6 +47,7 @@ class TrainState:
         if tc.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.ema = EMA(self.model, tc.ema_half_life_images, tc.ema_warmup_ratio)
+        self.posthoc = [PowerEMA(self.model, sigma_rel) for sigma_rel in tc.posthoc_ema]
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=tc.lr, betas=tc.betas,
                                            weight_decay=tc.weight_decay, fused=device.type in ("cpu", "cuda"))
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
@@ -67,7 +73,28 @@ class TrainState:
             state["planned_steps"] = self.planned_steps
         tensors = {"model": self.model.state_dict(), "ema": self.ema.model.state_dict(), "optimizer": opt_tensors,
                    "rng": rng}
+        if self.posthoc:
+            state["posthoc_ema"] = [p.sigma_rel for p in self.posthoc]
+            tensors[POSTHOC_PART] = {f"{k}/{name}": value for k, p in enumerate(self.posthoc)
+                                     for name, value in p.parameters().items()}
         return checkpoint.Checkpoint(config=self.config.to_dict(), state=state, tensors=tensors)
+
+    def resume_parts(self, path: str) -> tuple[str, ...]:
+        """The tensor parts resume reads from checkpoint `path`: the power-function EMAs too when this run keeps
+        them, which must then have run from the first step with the same widths."""
+        if not self.posthoc:
+            return checkpoint.TENSOR_PARTS
+        widths = [p.sigma_rel for p in self.posthoc]
+        try:
+            saved = json.loads((Path(path) / "state.json").read_text()).get("posthoc_ema")
+        except (OSError, ValueError, AttributeError):
+            saved = None  # checkpoint.load says what is wrong with the file
+        else:
+            if saved != widths:
+                had = f"kept posthoc_ema={saved}" if saved else "kept no post-hoc EMA"
+                raise ValueError(f"checkpoint {path!r} {had}, and train.posthoc_ema is {widths} now: a post-hoc "
+                                 f"EMA must run from the first step (resume with the same setting, or start anew)")
+        return (*checkpoint.TENSOR_PARTS, POSTHOC_PART)
 
     def load_state_dict(self, data: checkpoint.Checkpoint, source: str) -> None:
         """Continue exactly where `data` (read from `source`) left off; one-line errors name the source."""
@@ -82,6 +109,8 @@ class TrainState:
         try:
             self.model.load_state_dict(data.tensors["model"])
             self.ema.model.load_state_dict(data.tensors["ema"])
+            for k, p in enumerate(self.posthoc):
+                p.load_parameters({name: data.tensors[POSTHOC_PART][f"{k}/{name}"] for name in p.parameters()})
             self.optimizer.load_state_dict(checkpoint.optimizer_from_tensors(
                 data.tensors["optimizer"], data.state["optimizer_groups"]))
             self.loader.load_state_dict(data.state["loader"])

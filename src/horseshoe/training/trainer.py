@@ -191,7 +191,7 @@ class Trainer:
     def resume(self, path: str | Path) -> Path:
         """Continue exactly where a checkpoint (or a run's latest) left off; its model must match this config's."""
         found = checkpoint.resolve(path, resume=True)
-        self.state.load_state_dict(checkpoint.load(found), str(found))
+        self.state.load_state_dict(checkpoint.load(found, self.state.resume_parts(str(found))), str(found))
         return found
 
     def save(self, run_dir: str | Path) -> Path | None:
@@ -263,6 +263,8 @@ class Trainer:
         st.step += 1
         st.images_seen += tc.batch_size
         st.ema.update(st.model, tc.batch_size, st.images_seen)
+        for profile in st.posthoc:
+            profile.update(st.model, st.step)
         return StepResult(st.step, loss_value, self.clock() - started, lr, grad_norm)
 
     def _augmented(self, batch: TrainingBatch) -> tuple[torch.Tensor, torch.Tensor | None]:
