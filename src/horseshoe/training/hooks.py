@@ -101,7 +101,6 @@ class CheckpointHook(Hook):
             self.saved_at = result.step
 
 
-
 class PostHocEMAHook(Hook):
     """For a run with train.posthoc_ema: its power-function EMAs saved into RUN/posthoc_ema
     train.posthoc_snapshots times, evenly over the planned steps, and at the end. Snapshots past the

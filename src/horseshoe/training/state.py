@@ -20,7 +20,8 @@ POSTHOC_PART = "posthoc_ema"  # a checkpoint's tensors of the power-function EMA
 
 
 class TrainState:
-    """Model, EMA, AdamW, gradient scaler, data position, random streams, counters; state_dict(), load_state_dict().
+    """Model, EMA (and any post-hoc EMA profiles), AdamW, gradient scaler, data position, random streams, counters;
+    state_dict(), load_state_dict().
 
     The loader yields this process's share of each global batch of `micro_batch` images; `noise`
     draws t and eps (and which labels to drop) for the whole global batch, on the training device.
