@@ -107,9 +107,10 @@ def test_runs_keep_snapshots_resume_exactly_and_sample_any_length(tmp_path):
     other = load_run(tmp_path / "a", device="cpu", precision="fp32", ema_length=0.07)
     assert 0 < other.ema.error < 0.1
     assert not torch.equal(next(other.model.parameters()), next(run.model.parameters()))
-    # The run's own EMA, and the other weights it can be asked for, load as before.
+    # Without --ema-length the run's own EMA loads, as before.
     plain = load_run(tmp_path / "a", device="cpu", precision="fp32")
-    assert plain.ema is None
+    ema = dict(straight.state.ema.model.named_parameters())
+    assert all(torch.equal(p, ema[name]) for name, p in plain.model.named_parameters())
 
 
 def test_posthoc_ema_errors(tmp_path):

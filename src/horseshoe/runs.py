@@ -66,7 +66,7 @@ class LoadedRun:
     @property
     def run_dir(self) -> Path:
         """Where the run's files are: the run directory, or the folder itself for an exported model."""
-        return self.checkpoint.parent.parent if self.checkpoint.parent.name == "checkpoints" else self.checkpoint
+        return run_dir_of(self.checkpoint)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -244,6 +244,12 @@ def fitted_mask(mask: str | Path, image: str | Path | None, data: DataConfig) ->
     return bits
 
 
+def run_dir_of(found: Path) -> Path:
+    """The run directory of checkpoint folder `found` (RUN/checkpoints/step-*), or the folder itself for an
+    exported model."""
+    return found.parent.parent if found.parent.name == "checkpoints" else found
+
+
 def with_precision(model: torch.nn.Module, device: torch.device, precision: str):
     """The network as a function that runs under the given precision (bf16 or fp16 autocast, or fp32)."""
 
@@ -285,7 +291,7 @@ def load_run(path: str | Path, weights: str = "ema", device: str = "auto", preci
         raise ValueError(f"checkpoint {str(found)!r} does not match its config: {first}") from None
     ema = None
     if ema_length is not None:
-        run_dir = found.parent.parent if found.parent.name == "checkpoints" else found
+        run_dir = run_dir_of(found)
         ema = posthoc_ema.reconstruct(run_dir, ema_length, int(data.state["step"]))
         differ = sorted(set(ema.parameters) ^ {name for name, _ in model.named_parameters()})
         try:

@@ -117,8 +117,10 @@ class PostHocEMAHook(Hook):
             drop_snapshots_after(self.run_dir, trainer.step)
 
     def on_step(self, trainer: Trainer, result: StepResult) -> None:
+        if not trainer.state.posthoc:
+            return
         count, total = trainer.config.train.posthoc_snapshots, trainer.total_steps()
-        if trainer.state.posthoc and result.step * count // total > (result.step - 1) * count // total:
+        if result.step * count // total > (result.step - 1) * count // total:
             self._save(trainer, result.step)
 
     def on_end(self, trainer: Trainer, result: TrainResult) -> None:

@@ -121,6 +121,17 @@ def solve_mix(snapshots: Sequence[tuple[int, float]], step: int, gamma: float) -
 
 # ---- snapshots on disk ---------------------------------------------------------------------------------
 
+def profile_tensors(profiles: Sequence[PowerEMA]) -> dict[str, torch.Tensor]:
+    """Every profile's parameters under one name each, "k/name" for profile k: a snapshot's and a checkpoint's."""
+    return {f"{k}/{name}": p for k, profile in enumerate(profiles) for name, p in profile.parameters().items()}
+
+
+def load_profile_tensors(profiles: Sequence[PowerEMA], tensors: dict[str, torch.Tensor]) -> None:
+    """Set each profile's parameters from tensors named as profile_tensors names them (KeyError if one is missing)."""
+    for k, profile in enumerate(profiles):
+        profile.load_parameters({name: tensors[f"{k}/{name}"] for name in profile.parameters()})
+
+
 def snapshot_path(run_dir: str | Path, step: int) -> Path:
     return Path(run_dir) / SNAPSHOT_DIR / f"step-{step:08d}.safetensors"
 
@@ -130,8 +141,7 @@ def save_snapshot(run_dir: str | Path, step: int, profiles: Sequence[PowerEMA]) 
     final = snapshot_path(run_dir, step)
     final.parent.mkdir(parents=True, exist_ok=True)
     aside = final.with_name(f".tmp-{final.name}-{os.getpid()}")
-    tensors = {f"{k}/{name}": p.detach().float().contiguous().cpu()
-               for k, profile in enumerate(profiles) for name, p in profile.parameters().items()}
+    tensors = {key: p.detach().float().contiguous().cpu() for key, p in profile_tensors(profiles).items()}
     metadata = {"step": str(step), "sigma_rels": json.dumps([p.sigma_rel for p in profiles])}
     try:
         save_file(tensors, str(aside), metadata=metadata)
@@ -148,7 +158,7 @@ def drop_snapshots_after(run_dir: str | Path, step: int) -> None:
     those, left by an earlier or interrupted run, are not part of."""
     folder = Path(run_dir) / SNAPSHOT_DIR
     for path in folder.glob("*step-*.safetensors*") if folder.is_dir() else []:
-        found = re.search(r"step-(\d{8})\.safetensors", path.name)
+        found = SNAPSHOT_NAME.search(path.name)
         if path.name.startswith(".tmp-") or (found and int(found.group(1)) > step):
             atomic.remove(path)
 
@@ -165,7 +175,8 @@ def list_snapshots(run_dir: str | Path, up_to: int | None = None) -> list[Snapsh
     folder = Path(run_dir) / SNAPSHOT_DIR
     found = []
     for path in sorted(folder.glob("step-*.safetensors")) if folder.is_dir() else []:
-        if not SNAPSHOT_NAME.fullmatch(path.name) or (up_to is not None and int(path.name[5:13]) > up_to):
+        named = SNAPSHOT_NAME.fullmatch(path.name)
+        if not named or (up_to is not None and int(named.group(1)) > up_to):
             continue
         try:
             with safe_open(str(path), framework="pt") as opened:

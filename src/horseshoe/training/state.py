@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from horseshoe.models import UNet
 from horseshoe.training import checkpoint
 from horseshoe.training.distributed import World
 from horseshoe.training.ema import EMA
-from horseshoe.training.posthoc_ema import PowerEMA
+from horseshoe.training.posthoc_ema import PowerEMA, load_profile_tensors, profile_tensors
 
 POSTHOC_PART = "posthoc_ema"  # a checkpoint's tensors of the power-function EMAs, for a run that keeps them
 
@@ -76,26 +75,15 @@ class TrainState:
                    "rng": rng}
         if self.posthoc:
             state["posthoc_ema"] = [p.sigma_rel for p in self.posthoc]
-            tensors[POSTHOC_PART] = {f"{k}/{name}": value for k, p in enumerate(self.posthoc)
-                                     for name, value in p.parameters().items()}
+            tensors[POSTHOC_PART] = profile_tensors(self.posthoc)
         return checkpoint.Checkpoint(config=self.config.to_dict(), state=state, tensors=tensors)
 
-    def resume_parts(self, path: str) -> tuple[str, ...]:
+    def resume_parts(self, path: str | Path) -> tuple[str, ...]:
         """The tensor parts resume reads from checkpoint `path`: the power-function EMAs too when this run keeps
-        them, which must then have run from the first step with the same widths."""
-        if not self.posthoc:
-            return checkpoint.TENSOR_PARTS
-        widths = [p.sigma_rel for p in self.posthoc]
-        try:
-            saved = json.loads((Path(path) / "state.json").read_text()).get("posthoc_ema")
-        except (OSError, ValueError, AttributeError):
-            saved = None  # checkpoint.load says what is wrong with the file
-        else:
-            if saved != widths:
-                had = f"kept posthoc_ema={saved}" if saved else "kept no post-hoc EMA"
-                raise ValueError(f"checkpoint {path!r} {had}, and train.posthoc_ema is {widths} now: a post-hoc "
-                                 f"EMA must run from the first step (resume with the same setting, or start anew)")
-        return (*checkpoint.TENSOR_PARTS, POSTHOC_PART)
+        them and the checkpoint has them (load_state_dict refuses a checkpoint that kept other widths or none)."""
+        if self.posthoc and (Path(path) / f"{POSTHOC_PART}.safetensors").is_file():
+            return (*checkpoint.TENSOR_PARTS, POSTHOC_PART)
+        return checkpoint.TENSOR_PARTS
 
     def load_state_dict(self, data: checkpoint.Checkpoint, source: str) -> None:
         """Continue exactly where `data` (read from `source`) left off; one-line errors name the source."""
@@ -106,12 +94,17 @@ class TrainState:
         why = incompatibility(saved, self.config)
         if why:
             raise ValueError(f"checkpoint {source!r} was made with a different config: {why}")
+        widths, kept = [p.sigma_rel for p in self.posthoc], data.state.get("posthoc_ema")
+        if widths and kept != widths:  # a post-hoc EMA must run from the first step
+            had = f"kept posthoc_ema={kept}" if kept else "kept no post-hoc EMA"
+            raise ValueError(f"checkpoint {source!r} {had}, and train.posthoc_ema is {widths} now: a post-hoc "
+                             f"EMA must run from the first step (resume with the same setting, or start anew)")
         rng = data.tensors["rng"]  # checkpoint.load checked its keys and dtypes
         try:
             self.model.load_state_dict(data.tensors["model"])
             self.ema.model.load_state_dict(data.tensors["ema"])
-            for k, p in enumerate(self.posthoc):
-                p.load_parameters({name: data.tensors[POSTHOC_PART][f"{k}/{name}"] for name in p.parameters()})
+            if self.posthoc:
+                load_profile_tensors(self.posthoc, data.tensors[POSTHOC_PART])
             self.optimizer.load_state_dict(checkpoint.optimizer_from_tensors(
                 data.tensors["optimizer"], data.state["optimizer_groups"]))
             self.loader.load_state_dict(data.state["loader"])

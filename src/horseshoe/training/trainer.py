@@ -191,7 +191,7 @@ class Trainer:
     def resume(self, path: str | Path) -> Path:
         """Continue exactly where a checkpoint (or a run's latest) left off; its model must match this config's."""
         found = checkpoint.resolve(path, resume=True)
-        self.state.load_state_dict(checkpoint.load(found, self.state.resume_parts(str(found))), str(found))
+        self.state.load_state_dict(checkpoint.load(found, self.state.resume_parts(found)), str(found))
         return found
 
     def save(self, run_dir: str | Path) -> Path | None:
