@@ -12,11 +12,11 @@ from horseshoe.sampling import SAMPLERS, generate, initial_noise, sample
 TINY = UNetConfig(base_channels=16, channel_mults=(1, 2), num_res_blocks=1, norm_groups=8, patch_size=1)
 
 
-def tiny_unet(num_classes, seed=0, trained=True):
+def tiny_unet(num_classes, seed=0, trained=True, **options):
     """A tiny U-Net; `trained`: its zero-initialised layers (output, residual branches) made random, as
     training makes them, so that the time and class embeddings change the output."""
     torch.manual_seed(seed)
-    model = UNet(UNetConfig(**{**TINY.__dict__, "num_classes": num_classes}), (1, 8, 8)).eval()
+    model = UNet(UNetConfig(**{**TINY.__dict__, "num_classes": num_classes, **options}), (1, 8, 8)).eval()
     if trained:
         generator = torch.Generator().manual_seed(seed + 1)
         with torch.no_grad():
@@ -58,6 +58,23 @@ def test_class_embedding_leaves_the_other_weights_as_an_unconditional_network_of
     assert set(conditional.state_dict()) - set(own) == {"class_embed.weight"}
     assert all(torch.equal(v, own[k]) for k, v in conditional.state_dict().items() if k in own)
     assert conditional.class_embed.weight.shape == (4, 64)  # three classes and "no class"
+
+
+def test_class_embed_std_scales_the_same_draw_and_zero_starts_every_class_as_no_class():
+    unit, half, zero = (tiny_unet(3, trained=False, class_embed_std=std) for std in (1.0, 0.5, 0.0))
+    assert unit.class_embed.weight.std() > 0.5
+    assert torch.equal(half.class_embed.weight, 0.5 * unit.class_embed.weight)
+    assert not zero.class_embed.weight.any()
+    others = {k: v for k, v in unit.state_dict().items() if k != "class_embed.weight"}
+    assert all(torch.equal(v, zero.state_dict()[k]) for k, v in others.items())
+    with torch.no_grad():  # trained: the other layers made random, the class rows still zero
+        for p in zero.parameters():
+            if not p.any() and p is not zero.class_embed.weight:
+                p.copy_(0.1 * torch.randn(p.shape))
+    x, t = torch.randn(4, 1, 8, 8), torch.tensor([10, 200, 500, 900])
+    assert torch.equal(zero(x, t, torch.full((4,), 2)), zero(x, t))
+    with pytest.raises(ValueError, match="model.class_embed_std must be >= 0, got -1"):
+        UNetConfig(class_embed_std=-1.0)
 
 
 def test_labels_on_a_network_without_classes_are_an_error():

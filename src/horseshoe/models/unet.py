@@ -31,7 +31,8 @@ class UNetConfig:
     a class embedding (training sets it from the data's classes; 0: unconditional). The defaults are
     the demo's, measured on a 2-core CPU (README): widths 64-128-128, attention in the middle only.
     augment_dim > 0 adds a bias-free linear map of that many augmentation parameters (training sets
-    it when data.augment_p > 0; 0: none).
+    it when data.augment_p > 0; 0: none). class_embed_std scales the class rows' N(0, 1) start (1: as
+    ADM and nn.Embedding; 0: every class, and no class, starts as the time embedding alone).
     """
 
     base_channels: int = 64
@@ -44,6 +45,7 @@ class UNetConfig:
     patch_size: int = 2
     num_classes: int = 0
     augment_dim: int = 0
+    class_embed_std: float = 1.0
 
     def __post_init__(self) -> None:
         if self.base_channels < 1 or not self.channel_mults or min(self.channel_mults) < 1:
@@ -64,6 +66,8 @@ class UNetConfig:
             raise ValueError(f"model.num_classes must be >= 0 (0: no classes), got {self.num_classes}")
         if self.augment_dim < 0:
             raise ValueError(f"model.augment_dim must be >= 0 (0: no augmentation input), got {self.augment_dim}")
+        if not self.class_embed_std >= 0:
+            raise ValueError(f"model.class_embed_std must be >= 0, got {self.class_embed_std}")
 
     @property
     def widths(self) -> tuple[int, ...]:
@@ -164,6 +168,9 @@ class UNet(nn.Module):
         # Made last, so every other weight is initialised as in an unconditional network of the same seed.
         # Row num_classes is "no class"; N(0, 1) rows, as ADM's and diffusers' nn.Embedding.
         self.class_embed = nn.Embedding(cfg.num_classes + 1, emb_ch) if cfg.num_classes else None
+        if self.class_embed is not None:  # scaled after drawing, so the random stream is the same for any std
+            with torch.no_grad():
+                self.class_embed.weight.mul_(cfg.class_embed_std)
         # After the class embedding, for the same reason. Bias-free, so the zero vector (no augmentation,
         # as at sampling) adds exactly nothing; zero at the start (made without drawing random numbers,
         # so dropout draws as without it), so a fresh network ignores the augmentation at first.
