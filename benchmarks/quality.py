@@ -17,12 +17,13 @@ with --final-samples images; along the way it is sampled with DDIM-50.
 
     python benchmarks/quality.py [--data horseshoes|digits] [--minutes 30] [--interval 30] [--samples 256]
                                  [--systems horseshoe,diffusers,lucidrains] [--device auto] [--threads N]
-                                 [--at 2.5 5 12.5] [--tag NAME] [--recipe NAME KEY=VALUE ... ]
+                                 [--at 2.5 5 12.5] [--peer-samples 32] [--tag NAME] [--recipe NAME KEY=VALUE ... ]
 
 --at evaluates at the same few training times for every system instead of every --interval: on a CPU a
 peer's evaluation costs minutes (lucidrains samples with 250 network calls an image), so a long run
 with 30-second evaluations would take hours; a few chosen times still settle a ratio such as "90% at
-2.5 minutes, and no peer at 12.5" (5x sooner).
+2.5 minutes, and no peer at 12.5" (5x sooner). --peer-samples scores the peers on fewer samples than
+horseshoe, whose share near a threshold needs many, when a peer's share is far from it.
 
 Writes benchmarks/results/quality-<data>-<device>-<date>[-<tag>].json, .md (the tables) and .png (the curves), and
 the last samples of each system into quality-<data>-<device>-<date>-samples/.
@@ -238,6 +239,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="evaluate at these minutes of training (the same for all) instead of every --interval")
     parser.add_argument("--tag", help="added to the results' file names, so that one day's runs do not overwrite")
     parser.add_argument("--samples", type=int, default=256, help="samples per evaluation (default 256)")
+    parser.add_argument("--peer-samples", type=int,
+                        help="samples per evaluation for diffusers and lucidrains (default: --samples): their "
+                             "samplers cost minutes per evaluation on a CPU, horseshoe's seconds")
     parser.add_argument("--sample-batch", type=int, default=128, help="samples drawn at once (default 128)")
     parser.add_argument("--final-samples", type=int, default=64,
                         help="samples of diffusers' 1000-step DDPM pipeline, drawn once at the end (0: skip; "
@@ -264,7 +268,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     if unknown or not args.systems:
         parser.error(f"--systems: unknown system {unknown[0]!r}; choose from {', '.join(SYSTEMS)}" if unknown
                      else "--systems: name at least one system")
-    for name in ("minutes", "interval", "samples", "sample_batch"):
+    if args.peer_samples is None:
+        args.peer_samples = args.samples
+    for name in ("minutes", "interval", "samples", "peer_samples", "sample_batch"):
         if not getattr(args, name) > 0:
             parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     recipes = recipe_settings(args)
@@ -298,6 +304,8 @@ def write_report(path: Path, meta: dict, records: list[dict]) -> None:
 def main() -> None:
     args = parse_args()
     if args.system:  # a child
+        if not args.system.startswith("horseshoe"):
+            args.samples = args.peer_samples  # this process's own copy: one system's evaluations
         Path(args.record).write_text(json.dumps(run_system(args)))
         return
     if args.report:  # the tables and the plot again, from a results file
@@ -330,7 +338,7 @@ def main() -> None:
             records.append(json.loads(record.read_text()))
     meta = {"date": stamp, "data": args.data, "machine": platform.platform(), "processor": platform.processor(),
             "minutes": args.minutes, "interval_seconds": None if args.at else args.interval, "at_minutes": args.at,
-            "samples": args.samples,
+            "samples": args.samples, "peer_samples": args.peer_samples,
             "final_samples": args.final_samples, "seed": args.seed, "precision": args.precision or "each recipe's",
             "horseshoe_set": args.set, "recipes": recipe_settings(args), "versions": versions()}
     write_report(out / name, meta, records)

@@ -137,9 +137,11 @@ def markdown(meta: dict, records: list[dict], picture: str) -> str:
             if floor else "")
     at = meta.get("at_minutes")
     when = (f"at {', '.join(f'{m:g}' for m in at)} min" if at else f"every {meta['interval_seconds']:g} s")
+    peers = meta.get("peer_samples", meta["samples"])
+    samples = f"{meta['samples']} samples" + (f" (the peers: {peers})" if peers != meta["samples"] else "")
     lines = [f"# Time to quality: {meta['data']}, {meta['date']}", "",
              f"Each system trained up to {meta['minutes']:g} min (training time only), evaluated {when} "
-             f"of training and at its end, with {meta['samples']} samples from its EMA weights; "
+             f"of training and at its end, with {samples} from its EMA weights; "
              f"precision: {meta['precision']}. {meta['machine']}, {ok[0]['device'] if ok else '?'}, "
              f"{ok[0]['threads'] if ok else '?'} threads.", "", *_summary_rows(records), "",
              f"## Minutes (training images) to {good}", "",

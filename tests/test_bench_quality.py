@@ -147,6 +147,16 @@ def test_markdown_names_every_system_and_the_failed_ones():
     assert "| lucidrains | failed: exit status 1 |" in text
     # At 2.5 min diffusers' 30 + (90 / 120) * (20 - 30) = 22.5 against horseshoe's final 3; later diffusers has stopped.
     assert "| best peer / horseshoe | 7.50x | – | – | – |" in text
+    assert "with 4 samples from its EMA weights" in text
+    assert "with 4 samples (the peers: 2) from" in markdown({**meta, "peer_samples": 2}, [ours, peer], "q.png")
+
+
+def test_peer_samples_default_to_samples_and_must_be_positive(capsys):
+    assert parse_args(["--samples", "64"]).peer_samples == 64
+    assert parse_args(["--samples", "64", "--peer-samples", "8"]).peer_samples == 8
+    with pytest.raises(SystemExit):
+        parse_args(["--peer-samples", "0"])
+    assert "--peer-samples must be positive, got 0" in capsys.readouterr().err
 
 
 def test_recipes_become_horseshoe_systems_after_the_listed_ones(capsys):
