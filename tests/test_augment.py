@@ -246,7 +246,7 @@ def test_auto_is_on_for_small_folders_and_off_for_the_built_in_horseshoes(tmp_pa
     assert builtin.state.augment_line.startswith("augmentation: off (auto: the built-in horseshoes")
     small = tiny_trainer(tmp_path / "b", "train.steps=1", f"data.path={str(make_folder(tmp_path / 'imgs', 5))!r}")
     assert small.config.data.augment_p == AUTO_AUGMENT_P and small.config.model.augment_dim == AUGMENT_DIM
-    assert "on, each of xflip, yflip" in small.state.augment_line and "5 images" in small.state.augment_line
+    assert "on, each of xflip, translate, scale, aniso" in small.state.augment_line and "5 images" in small.state.augment_line
     config = build_config(None, ["data.path='x'"])
     assert with_augmentation(config, 1000)[0].data.augment_p == 0.0
     assert with_augmentation(config, 999)[0].data.augment_p == AUTO_AUGMENT_P
@@ -298,10 +298,11 @@ def test_cli_run_on_a_small_folder_saves_the_resolved_setting_and_says_it(tmp_pa
     assert main(["train", "--out", str(out), "--data", str(folder), "--steps", "2", "--no-progress",
                  *cli_args()]) == 0
     printed = capsys.readouterr().out
-    assert "augmentation: on, each of xflip, yflip, rotate90, translate, scale, aniso, rotate with probability " \
-           "0.12, the network told which (auto: a folder of 6 images, fewer than 1,000)" in printed
+    assert "augmentation: on, each of xflip, translate, scale, aniso with probability " \
+           "0.15, the network told which (auto: a folder of 6 images, fewer than 1,000)" in printed
     saved = json.loads((out / "config.json").read_text())
-    assert saved["data"]["augment_p"] == 0.12 and saved["model"]["augment_dim"] == AUGMENT_DIM
+    assert saved["data"]["augment_p"] == 0.15 and saved["model"]["augment_dim"] == AUGMENT_DIM
+    assert saved["data"]["augment"] == ["xflip", "translate", "scale", "aniso"]
     start = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
     assert start["augment"].startswith("augmentation: on")
     assert main(["train", "--out", str(out), "--resume", "--steps", "3", "--no-progress"]) == 0

@@ -314,7 +314,7 @@ def with_classes(config: Config, classes: tuple[str, ...]) -> Config:
     return merge(config, {"model": {"num_classes": len(classes)}, "data": {"classes": list(classes)}})
 
 
-AUTO_AUGMENT_P = 0.12  # EDM's augmentation probability (Karras et al. 2022, Appendix C.4)
+AUTO_AUGMENT_P = 0.15  # EDM uses 0.12 (Karras et al. 2022, App. C.4); 0.15 measured better on 20 images (README)
 SMALL_FOLDER = 1000  # auto augmentation: on for folders of fewer images than this
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from horseshoe.data import horseshoes
-from horseshoe.data.augment import AUGMENTATIONS
+from horseshoe.data.augment import AUGMENTATIONS, DEFAULT_AUGMENT
 from horseshoe.data.transforms import FITS, parse_colour
 
 LABELS = ("auto", "none")
@@ -25,11 +25,11 @@ class DataConfig:
 
     hflip, vflip, rot90: flips and quarter turns the model is not told of, so they show in its
     samples (fit for data that looks the same mirrored). augment_p: non-leaking augmentation
-    (horseshoe.data.augment; EDM, Karras et al. 2022): each transform named in `augment` (xflip,
-    yflip, rotate90, translate, scale, aniso, rotate) is applied to each image with probability
-    augment_p and the network is told which, so samples keep the data's orientation. None (auto):
-    0.12, as EDM, for a folder of fewer than 1,000 images, else 0; training resolves it and saves the
-    number with the run.
+    (horseshoe.data.augment; EDM, Karras et al. 2022): each transform named in `augment` (by default
+    xflip, translate, scale and aniso, which keep the image's way up; also yflip, rotate90, rotate) is
+    applied to each image with probability augment_p and the network is told which, so samples keep
+    the data's orientation. None (auto): 0.15 for a folder of fewer than 1,000 images, else 0;
+    training resolves it and saves the number with the run.
     """
 
     path: str | None = None
@@ -41,7 +41,7 @@ class DataConfig:
     vflip: bool = False
     rot90: bool = False
     augment_p: float | None = None
-    augment: tuple[str, ...] = AUGMENTATIONS
+    augment: tuple[str, ...] = DEFAULT_AUGMENT
     skip_bad: bool = False
     memory_budget_mb: int = 2048
     count: int | None = 10_000
