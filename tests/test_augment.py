@@ -246,7 +246,8 @@ def test_auto_is_on_for_small_folders_and_off_for_the_built_in_horseshoes(tmp_pa
     assert builtin.state.augment_line.startswith("augmentation: off (auto: the built-in horseshoes")
     small = tiny_trainer(tmp_path / "b", "train.steps=1", f"data.path={str(make_folder(tmp_path / 'imgs', 5))!r}")
     assert small.config.data.augment_p == AUTO_AUGMENT_P and small.config.model.augment_dim == AUGMENT_DIM
-    assert "on, each of xflip, translate, scale, aniso" in small.state.augment_line and "5 images" in small.state.augment_line
+    line = small.state.augment_line
+    assert "on, each of xflip, translate, scale, aniso" in line and "5 images" in line
     config = build_config(None, ["data.path='x'"])
     assert with_augmentation(config, 1000)[0].data.augment_p == 0.0
     assert with_augmentation(config, 999)[0].data.augment_p == AUTO_AUGMENT_P
