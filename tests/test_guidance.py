@@ -14,14 +14,15 @@ TINY = UNetConfig(base_channels=16, channel_mults=(1, 2), num_res_blocks=1, norm
 
 def tiny_unet(num_classes, seed=0, trained=True, **options):
     """A tiny U-Net; `trained`: its zero-initialised layers (output, residual branches) made random, as
-    training makes them, so that the time and class embeddings change the output."""
+    training makes them, so that the time and class embeddings change the output. The class rows keep
+    their start (zero with class_embed_std=0)."""
     torch.manual_seed(seed)
     model = UNet(UNetConfig(**{**TINY.__dict__, "num_classes": num_classes, **options}), (1, 8, 8)).eval()
     if trained:
         generator = torch.Generator().manual_seed(seed + 1)
         with torch.no_grad():
-            for p in model.parameters():
-                if not p.any():
+            for name, p in model.named_parameters():
+                if not p.any() and name != "class_embed.weight":
                     p.copy_(0.1 * torch.randn(p.shape, generator=generator))
     return model
 
@@ -67,12 +68,10 @@ def test_class_embed_std_scales_the_same_draw_and_zero_starts_every_class_as_no_
     assert not zero.class_embed.weight.any()
     others = {k: v for k, v in unit.state_dict().items() if k != "class_embed.weight"}
     assert all(torch.equal(v, zero.state_dict()[k]) for k, v in others.items())
-    with torch.no_grad():  # trained: the other layers made random, the class rows still zero
-        for p in zero.parameters():
-            if not p.any() and p is not zero.class_embed.weight:
-                p.copy_(0.1 * torch.randn(p.shape))
+    trained = tiny_unet(3, class_embed_std=0.0)  # the other layers made random, the class rows still zero
     x, t = torch.randn(4, 1, 8, 8), torch.tensor([10, 200, 500, 900])
-    assert torch.equal(zero(x, t, torch.full((4,), 2)), zero(x, t))
+    assert torch.equal(trained(x, t, torch.full((4,), 2)), trained(x, t))
+    assert not torch.equal(trained(x, t), zero(x, t))  # the random layers are in: the equality is not vacuous
     with pytest.raises(ValueError, match="model.class_embed_std must be >= 0, got -1"):
         UNetConfig(class_embed_std=-1.0)
 
