@@ -39,6 +39,7 @@ import torch
 
 import horseshoe
 from horseshoe.cli import main as cli
+from horseshoe.config import AUTO_AUGMENT_P
 from horseshoe.data import DataConfig, builtin_images, training_images
 from horseshoe.data.transforms import to_uint8
 from horseshoe.metrics.novelty import novelty
@@ -50,7 +51,8 @@ HERE = Path(__file__).resolve().parent
 STYLES = {"silhouette": {"style": "silhouette", "channels": 1}, "rendered": {"style": "rendered", "channels": 3}}
 HELDOUT_SEED, FLOOR_SEED = 1, 2  # other streams of the same generator: never trained on
 ORIENTATION_COUNT = 100
-DEFAULT_VARIANTS = [["on", "data.augment_p=0.15"], ["off", "data.augment_p=0"]]
+# "on" is the automatic setting, made explicit so that 1,000 images get it too
+DEFAULT_VARIANTS = [["on", f"data.augment_p={AUTO_AUGMENT_P}"], ["off", "data.augment_p=0"]]
 MIN_DIRECTION_SHARE = 0.05  # a direction is the data's when at least this share of its images face it
 
 
@@ -164,7 +166,8 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--samples", type=int, default=1000, help="samples per run (SWD varies ~3%% at 1000)")
     parser.add_argument("--variant", action="append", nargs="+", metavar="LABEL [KEY=VALUE ...]",
                         help="an augmentation setting to train at every style and count, as a label and its "
-                             "settings (repeatable; default: 'on' data.augment_p=0.15 and 'off' data.augment_p=0)")
+                             f"settings (repeatable; default: 'on' data.augment_p={AUTO_AUGMENT_P} and 'off' "
+                             "data.augment_p=0)")
     parser.add_argument("--rotations", nargs="+", default=["data.augment_p=0.12", "data.augment=['rotate90','rotate']"],
                         metavar="KEY=VALUE", help="the orientation run's augmentation: rotations only")
     parser.add_argument("--no-orientation", action="store_true", help="skip the orientation run")
