@@ -92,6 +92,35 @@ def test_integer_shift_moves_content_and_mirrors_the_border_and_undoes_inside():
     assert torch.equal(back[1, :, :5, 1:], x[1, :, :5, 1:])
 
 
+def test_replicate_border_repeats_the_edge_pixel_into_the_gap_of_a_shift():
+    x = torch.randn(1, 2, 6, 8)
+    moved = augment_images(x, params(1, shift=[[3, -2]]), border="replicate")
+    assert torch.equal(moved[0, :, :4, 3:], x[0, :, 2:, :5])  # the content moves as with a mirror
+    assert torch.equal(moved[0, :, :4, :3], x[0, :, 2:, :1].expand(-1, -1, 3))  # the gap: column 0 repeated
+    assert torch.equal(moved[0, :, 4:, 3:], x[0, :, 5:, :5].expand(-1, 2, -1))  # and the last row
+
+
+@pytest.mark.parametrize("border, stray", [("reflect", True), ("replicate", False)])
+def test_a_shrunk_shape_at_the_edge_gets_mirrored_pieces_only_with_reflect(border, stray):
+    # A block touching the left edge of a black image, shrunk by half about the centre, lands in rows 7-8
+    # (columns 2-5). A mirror also brings in its reflections from above and below the frame, stray
+    # pieces in rows 0 and 15; repeating the edge pixel brings in black there, and in rows 7-8 the
+    # block's own edge, so what is lit stays one piece reaching the edge.
+    x = torch.full((1, 1, 16, 16), -1.0)
+    x[..., 6:10, 0:4] = 1.0
+    lit = augment_images(x, params(1, log2_scale=-1.0), border=border)[0, 0] > 0
+    assert lit[7:9, 2:6].all() and not lit[1:7].any() and not lit[9:15].any() and not lit[:, 6:].any()
+    assert bool(lit[[0, 15]].any()) is stray
+    assert bool(lit[7:9, :2].all()) is not stray
+
+
+def test_unknown_border_is_refused():
+    with pytest.raises(ValueError, match="border must be one of reflect, replicate, got 'wrap'"):
+        augment_images(torch.zeros(1, 1, 4, 4), params(1, shift=[[1, 0]]), border="wrap")
+    with pytest.raises(ValueError, match="data.augment_border must be one of"):
+        DataConfig(augment_border="zeros")
+
+
 @pytest.mark.parametrize("height, width", [(16, 16), (12, 20)])
 def test_continuous_transforms_move_a_ramp_by_their_closed_forms(height, width):
     # Bilinear resampling reproduces a linear function exactly, so the warped coordinate ramps are the

@@ -8,9 +8,11 @@ the samples, even a transform the data never shows (a turned shoe).
 
 The random numbers come in as uniforms per image (the loader derives them from the image's stream
 position, so a resume and any number of processes draw the same ones); the transforms then run on
-the training device on the whole batch: exact flips, quarter turns and integer shifts (with the
-border mirrored), and one bilinear resampling (torch grid_sample, border mirrored) for the
-continuous ones, only for the images that have one.
+the training device on the whole batch: exact flips, quarter turns and integer shifts, and one
+bilinear resampling (torch grid_sample) for the continuous ones, only for the images that have one.
+What a move brings in from outside the frame is the border mirrored ('reflect', as EDM and ADA do:
+right for photographs and textures) or the edge pixel repeated ('replicate': a plain background stays
+plain, where a mirror shows bits of a shape that comes near the edge as stray pieces beside it).
 
 Coordinates: x to the right, y down, about the image centre; angles turn counter-clockwise as the
 image is shown, as torch.rot90 on the last two dimensions does.
@@ -31,6 +33,7 @@ AUGMENTATIONS = ("xflip", "yflip", "rotate90", "translate", "scale", "aniso", "r
 DEFAULT_AUGMENT = ("xflip", "translate", "scale", "aniso")
 AUGMENT_DIM = 11  # the vector's length, whichever transforms are enabled (VECTOR_LAYOUT)
 UNIFORMS = 16  # random numbers per image (draw_params says which is which)
+BORDERS = ("reflect", "replicate")  # what fills the frame where a move uncovers it (torch.nn.functional.pad's names)
 TRANSLATE_MAX = 0.125  # integer shifts up to this fraction of the width and height (EDM's translate)
 SCALE_STD = 0.2  # log2 of the isotropic scale ~ N(0, SCALE_STD^2) (EDM's scale_std)
 ANISO_STD = 0.2  # log2 of the stretch along a random axis ~ N(0, ANISO_STD^2) (EDM's aniso_std)
@@ -124,19 +127,22 @@ def _rows(mask: torch.Tensor, device: torch.device) -> torch.Tensor | None:
     return mask.nonzero().squeeze(1).to(device) if bool(mask.any()) else None
 
 
-def _mirror(index: torch.Tensor, size: int) -> torch.Tensor:
-    """Indices outside 0..size-1 reflected back in, the border pixel repeated (...b a | a b c | c b...),
-    as grid_sample's 'reflection' does with align_corners=False."""
+def _inside(index: torch.Tensor, size: int, border: str) -> torch.Tensor:
+    """Indices outside 0..size-1 brought back in: 'reflect' mirrors them, the border pixel repeated
+    (...b a | a b c | c b...), as grid_sample's 'reflection' does with align_corners=False; 'replicate'
+    clamps them to the nearest edge (...a a | a b c | c c...), as its 'border' does."""
+    if border == "replicate":
+        return index.clamp(0, size - 1)
     index = index.remainder(2 * size)
     return torch.where(index >= size, 2 * size - 1 - index, index)
 
 
-def shift_images(images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """Move each image of (N, C, H, W) by its integer (dx, dy) (N, 2), the border mirrored into the gap."""
+def shift_images(images: torch.Tensor, shift: torch.Tensor, border: str = "reflect") -> torch.Tensor:
+    """Move each image of (N, C, H, W) by its integer (dx, dy) (N, 2), the gap filled as `border` says."""
     n, c, h, w = images.shape
     shift = shift.to(images.device)
-    rows = _mirror(torch.arange(h, device=images.device) - shift[:, 1:2], h)  # (N, H): source row of each row
-    cols = _mirror(torch.arange(w, device=images.device) - shift[:, 0:1], w)
+    rows = _inside(torch.arange(h, device=images.device) - shift[:, 1:2], h, border)  # (N, H): source row of each
+    cols = _inside(torch.arange(w, device=images.device) - shift[:, 0:1], w, border)
     out = images.gather(2, rows[:, None, :, None].expand(n, c, h, w))
     return out.gather(3, cols[:, None, None, :].expand(n, c, h, w))
 
@@ -154,9 +160,9 @@ def content_matrix(params: AugmentParams) -> torch.Tensor:
     return turn(params.angle) @ axis @ stretch @ axis.transpose(1, 2) @ scale
 
 
-def warp_images(images: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+def warp_images(images: torch.Tensor, matrix: torch.Tensor, border: str = "reflect") -> torch.Tensor:
     """Each image of (N, C, H, W) with its content moved by its (N, 2, 2) pixel matrix about the centre,
-    bilinear, the border mirrored.
+    bilinear, what comes in from outside the frame filled as `border` says.
 
     grid_sample's coordinates run from -1 to 1 across each side, so a pixel offset p is D n with
     D = diag(W/2, H/2); the output at n reads the input at D^-1 M^-1 D n.
@@ -166,19 +172,22 @@ def warp_images(images: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
     theta = torch.linalg.inv(matrix) * d[None, None, :] / d[None, :, None]  # D^-1 M^-1 D, element-wise
     theta = torch.cat([theta, torch.zeros(n, 2, 1, dtype=torch.float64)], dim=2)
     grid = F.affine_grid(theta.to(images.device, torch.float32), [n, 1, h, w], align_corners=False)
-    return F.grid_sample(images, grid.to(images.dtype), mode="bilinear", padding_mode="reflection",
-                         align_corners=False)
+    padding = {"reflect": "reflection", "replicate": "border"}[border]
+    return F.grid_sample(images, grid.to(images.dtype), mode="bilinear", padding_mode=padding, align_corners=False)
 
 
-def augment_images(images: torch.Tensor, params: AugmentParams) -> torch.Tensor:
+def augment_images(images: torch.Tensor, params: AugmentParams, border: str = "reflect") -> torch.Tensor:
     """The batch (N, C, H, W) with each image transformed as params say: x-flip, y-flip, quarter turns,
-    shift, then the continuous transforms. Only the images a transform applies to are touched."""
+    shift, then the continuous transforms, what a move uncovers filled as `border` (BORDERS) says. Only
+    the images a transform applies to are touched."""
+    if border not in BORDERS:
+        raise ValueError(f"border must be one of {', '.join(BORDERS)}, got {border!r}")
     out, device = images, images.device
     steps = [(params.xflip, lambda x, _: x.flip(-1)), (params.yflip, lambda x, _: x.flip(-2))]
     steps += [(params.turns == k, lambda x, _, k=k: torch.rot90(x, k, dims=(-2, -1))) for k in (1, 2, 3)]
-    steps.append((params.shift.ne(0).any(1), lambda x, rows: shift_images(x, params.shift[rows])))
+    steps.append((params.shift.ne(0).any(1), lambda x, rows: shift_images(x, params.shift[rows], border)))
     continuous = params.applied[:, 4:].any(1)
-    steps.append((continuous, lambda x, rows: warp_images(x, content_matrix(params.select(rows)))))
+    steps.append((continuous, lambda x, rows: warp_images(x, content_matrix(params.select(rows)), border)))
     for mask, transform in steps:
         rows = _rows(mask, device)
         if rows is None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from horseshoe.data import horseshoes
-from horseshoe.data.augment import AUGMENTATIONS, DEFAULT_AUGMENT
+from horseshoe.data.augment import AUGMENTATIONS, BORDERS, DEFAULT_AUGMENT
 from horseshoe.data.transforms import FITS, parse_colour
 
 LABELS = ("auto", "none")
@@ -29,7 +29,9 @@ class DataConfig:
     xflip, translate, scale and aniso, which keep the image's way up; also yflip, rotate90, rotate) is
     applied to each image with probability augment_p and the network is told which, so samples keep
     the data's orientation. None (auto): 0.15 for a folder of fewer than 1,000 images, else 0;
-    training resolves it and saves the number with the run.
+    training resolves it and saves the number with the run. augment_border: what a shift, shrink or turn
+    brings into the frame: 'reflect' mirrors the border (EDM's and ADA's choice, for photographs and
+    textures), 'replicate' repeats the edge pixel (a plain background stays plain).
     """
 
     path: str | None = None
@@ -42,6 +44,7 @@ class DataConfig:
     rot90: bool = False
     augment_p: float | None = None
     augment: tuple[str, ...] = DEFAULT_AUGMENT
+    augment_border: str = "reflect"
     skip_bad: bool = False
     memory_budget_mb: int = 2048
     count: int | None = 10_000
@@ -77,6 +80,8 @@ class DataConfig:
         if unknown or len(set(self.augment)) != len(self.augment):
             raise ValueError(f"data.augment must list distinct names from {', '.join(AUGMENTATIONS)}, "
                              f"got {list(self.augment)}")
+        if self.augment_border not in BORDERS:
+            raise ValueError(f"data.augment_border must be one of {', '.join(BORDERS)}, got {self.augment_border!r}")
         if self.labels not in LABELS:
             raise ValueError(f"data.labels must be one of {', '.join(LABELS)}, got {self.labels!r}")
         if len(set(self.classes)) != len(self.classes) or "" in self.classes:

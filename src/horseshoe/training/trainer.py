@@ -275,8 +275,9 @@ class Trainer:
             return x0, None
         if batch.augment is None:  # augmentation off (data.augment_p=0) in a network that has the input
             return x0, torch.zeros(len(x0), self.config.model.augment_dim, device=self.device)
-        _, height, width = self.config.data.shape
-        return augment_images(x0, batch.augment), batch.augment.vector(height, width).to(self.device)
+        d = self.config.data
+        _, height, width = d.shape
+        return augment_images(x0, batch.augment, d.augment_border), batch.augment.vector(height, width).to(self.device)
 
     @property
     def conditional(self) -> bool:
