@@ -296,11 +296,14 @@ def test_p_zero_trains_as_without_the_feature(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_training_augments_the_batch_and_tells_the_network(tmp_path):
-    trainer = tiny_trainer(tmp_path, "train.steps=1", "data.augment_p=0.5")
+@pytest.mark.parametrize("border", ["replicate", "reflect"])
+def test_training_augments_the_batch_and_tells_the_network(tmp_path, border):
+    trainer = tiny_trainer(tmp_path, "train.steps=1", "data.augment_p=0.5", f"data.augment_border={border!r}")
     batch = trainer.state.loader.next_training_batch()
     x0, vector = trainer._augmented(batch)
-    assert torch.equal(x0, augment_images(batch.images, batch.augment))
+    assert torch.equal(x0, augment_images(batch.images, batch.augment, border))
+    other = {"replicate": "reflect", "reflect": "replicate"}[border]
+    assert not torch.equal(x0, augment_images(batch.images, batch.augment, other))  # the setting is the one used
     assert torch.equal(vector, batch.augment.vector(16, 16)) and vector.ne(0).any(1).sum() >= 4
     seen = []
     trainer.state.model.register_forward_pre_hook(lambda m, args, kwargs: seen.append(kwargs["augment"]),
@@ -329,9 +332,9 @@ def test_cli_run_on_a_small_folder_saves_the_resolved_setting_and_says_it(tmp_pa
                  *cli_args()]) == 0
     printed = capsys.readouterr().out
     assert "augmentation: on, each of xflip, translate, scale, aniso with probability " \
-           "0.15, the network told which (auto: a folder of 6 images, fewer than 1,000)" in printed
+           "0.25, the network told which (auto: a folder of 6 images, fewer than 1,000)" in printed
     saved = json.loads((out / "config.json").read_text())
-    assert saved["data"]["augment_p"] == 0.15 and saved["model"]["augment_dim"] == AUGMENT_DIM
+    assert saved["data"]["augment_p"] == 0.25 and saved["model"]["augment_dim"] == AUGMENT_DIM
     assert saved["data"]["augment"] == ["xflip", "translate", "scale", "aniso"]
     start = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
     assert start["augment"].startswith("augmentation: on")

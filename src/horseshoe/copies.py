@@ -27,8 +27,8 @@ from horseshoe.viz.nearest import pairs_picture
 COPY_WARNING_SHARE = 0.10
 TRAINING_LIMIT = 10_000  # training images compared with (a seeded subset of a larger set), as evaluate does
 PAIRS = 8  # pairs in the picture
-ADVICE = ("turn on or raise augmentation (--set data.augment_p=0.2), stop earlier (fewer --steps or --minutes), "
-          "or add images")
+ADVICE = ("turn on or raise augmentation (--set data.augment_p=0.3 or more), stop earlier (fewer --steps or "
+          "--minutes), or add images")
 
 
 def warning(result: NoveltyResult | None, threshold: float = COPY_WARNING_SHARE) -> str | None:
