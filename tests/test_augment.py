@@ -83,7 +83,7 @@ def test_quarter_turns_and_flips_are_torch_s():
 
 def test_integer_shift_moves_content_and_mirrors_the_border_and_undoes_inside():
     x = torch.randn(2, 1, 6, 8)
-    moved = augment_images(x, params(2, shift=[[3, -2], [-1, 1]]))
+    moved = augment_images(x, params(2, shift=[[3, -2], [-1, 1]]), border="reflect")
     # Image 0: content 3 right and 2 up; the gap on the left is the first columns mirrored (c b a | a b c).
     assert torch.equal(moved[0, :, :4, 3:], x[0, :, 2:, :5])
     assert torch.equal(moved[0, :, :4, :3], x[0, :, 2:, :3].flip(-1))

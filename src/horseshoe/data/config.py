@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from horseshoe.data import horseshoes
-from horseshoe.data.augment import AUGMENTATIONS, BORDERS, DEFAULT_AUGMENT
+from horseshoe.data.augment import AUGMENTATIONS, BORDERS, DEFAULT_AUGMENT, DEFAULT_BORDER
 from horseshoe.data.transforms import FITS, parse_colour
 
 LABELS = ("auto", "none")
@@ -45,7 +45,7 @@ class DataConfig:
     rot90: bool = False
     augment_p: float | None = None
     augment: tuple[str, ...] = DEFAULT_AUGMENT
-    augment_border: str = "replicate"
+    augment_border: str = DEFAULT_BORDER
     skip_bad: bool = False
     memory_budget_mb: int = 2048
     count: int | None = 10_000
