@@ -353,11 +353,13 @@ def with_augmentation(config: Config, images: int | None) -> tuple[Config, str]:
 def from_dict(values: dict[str, Any]) -> Config:
     """A config from a (saved) dict: defaults for anything missing, errors for anything unknown.
 
-    A config saved before data.augment_p existed was trained without augmentation: it reads as 0, not auto.
+    Keys added since keep a saved run as it was trained, so that it resumes the same: a config saved
+    before data.augment_p existed was trained without augmentation (it reads as 0, not auto), and one
+    saved before data.augment_border existed filled the border by mirroring ('reflect', not the default).
     """
     data = values.get("data")
-    if isinstance(data, dict) and "augment_p" not in data:
-        values = {**values, "data": {**data, "augment_p": 0.0}}
+    if isinstance(data, dict):
+        values = {**values, "data": {"augment_p": 0.0, "augment_border": "reflect", **data}}
     return merge(Config(), values)
 
 
