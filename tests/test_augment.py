@@ -12,7 +12,7 @@ from PIL import Image
 from training_helpers import cli_args, tiny_config, tiny_trainer
 
 from horseshoe.cli import main
-from horseshoe.config import AUTO_AUGMENT_P, build_config, from_dict, with_augmentation
+from horseshoe.config import AUTO_AUGMENT_P, build_config, with_augmentation
 from horseshoe.data import BatchLoader, DataConfig, build_dataset
 from horseshoe.data.augment import (
     AUGMENT_DIM,
@@ -324,17 +324,6 @@ def test_an_augmented_run_resumes_bit_exactly(tmp_path):
     a, b = straight.state.model.state_dict(), resumed.state.model.state_dict()
     assert a["augment_embed.weight"].any() and all(torch.equal(a[k], b[k]) for k in a)
     assert straight.state.loader.position == resumed.state.loader.position
-
-
-def test_a_config_saved_before_the_augmentation_keys_reads_as_it_was_trained():
-    # Such runs trained without augmentation, and (once it came) with the border mirrored: a resume keeps that.
-    config = build_config(None, ["data.augment_p=0.25", "data.augment_border='replicate'"])
-    saved = config.to_dict()
-    assert from_dict(saved) == config
-    old = {**saved, "data": {k: v for k, v in saved["data"].items() if k not in ("augment_p", "augment_border")}}
-    assert (from_dict(old).data.augment_p, from_dict(old).data.augment_border) == (0.0, "reflect")
-    older_border = {**saved, "data": {k: v for k, v in saved["data"].items() if k != "augment_border"}}
-    assert (from_dict(older_border).data.augment_p, from_dict(older_border).data.augment_border) == (0.25, "reflect")
 
 
 def test_cli_run_on_a_small_folder_saves_the_resolved_setting_and_says_it(tmp_path, capsys):

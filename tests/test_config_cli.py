@@ -3,7 +3,7 @@
 import pytest
 
 from horseshoe.cli import main
-from horseshoe.config import Config, build_config, load_toml
+from horseshoe.config import SAVED_BEFORE, Config, build_config, from_dict, load_toml
 from horseshoe.demo import demo_config
 
 
@@ -19,6 +19,24 @@ def test_to_toml_reads_back_into_the_same_config(tmp_path, config):
     path = tmp_path / "config.toml"
     path.write_text(config.to_toml())
     assert load_toml(path) == config
+
+
+def test_a_config_saved_before_a_key_existed_reads_as_it_was_trained():
+    # Such a run trained with the value SAVED_BEFORE names (no augmentation, the border mirrored, class rows
+    # N(0, 1)), not today's default: it resumes and reports as it began. A config that has the key keeps it.
+    config = build_config(None, ["data.augment_p=0.25", "data.augment_border='replicate'", "model.class_embed_std=0.3"])
+    saved = config.to_dict()
+    assert from_dict(saved) == config
+    oldest = {**saved, "data": {k: v for k, v in saved["data"].items() if k not in ("augment_p", "augment_border")},
+              "model": {k: v for k, v in saved["model"].items() if k != "class_embed_std"}}
+    c = from_dict(oldest)
+    assert (c.data.augment_p, c.data.augment_border, c.model.class_embed_std) == (0.0, "reflect", 1.0)
+    for section, keys in SAVED_BEFORE.items():
+        for key, then in keys.items():
+            assert getattr(getattr(config, section), key) != then
+            old = {**saved, section: {k: v for k, v in saved[section].items() if k != key}}
+            assert getattr(getattr(from_dict(old), section), key) == then
+            assert from_dict(old) == build_config(None, [f"{section}.{key}={then!r}"], base=config)
 
 
 def test_config_command_prints_the_resolved_config(tmp_path, capsys):

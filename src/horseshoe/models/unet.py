@@ -32,7 +32,9 @@ class UNetConfig:
     the demo's, measured on a 2-core CPU (README): widths 64-128-128, attention in the middle only.
     augment_dim > 0 adds a bias-free linear map of that many augmentation parameters (training sets
     it when data.augment_p > 0; 0: none). class_embed_std scales the class rows' N(0, 1) start (1: as
-    ADM and nn.Embedding; 0: every class, and no class, starts as the time embedding alone).
+    ADM and nn.Embedding, rows about twice the time embedding's length; 0: every class, and no class,
+    starts as the time embedding alone, and AdamW grows them too slowly for a short run). 0.3: the
+    classes are told apart from the first step without drowning the time embedding (README).
     """
 
     base_channels: int = 64
@@ -45,7 +47,7 @@ class UNetConfig:
     patch_size: int = 2
     num_classes: int = 0
     augment_dim: int = 0
-    class_embed_std: float = 1.0
+    class_embed_std: float = 0.3
 
     def __post_init__(self) -> None:
         if self.base_channels < 1 or not self.channel_mults or min(self.channel_mults) < 1:
@@ -166,7 +168,7 @@ class UNet(nn.Module):
         self.norm_out = nn.GroupNorm(g, ch)
         self.conv_out = zero_init(nn.Conv2d(ch, channels * p2, 3, padding=1))
         # Made last, so every other weight is initialised as in an unconditional network of the same seed.
-        # Row num_classes is "no class"; N(0, 1) rows, as ADM's and diffusers' nn.Embedding.
+        # Row num_classes is "no class"; N(0, 1) rows (ADM's and diffusers' nn.Embedding), scaled below.
         self.class_embed = nn.Embedding(cfg.num_classes + 1, emb_ch) if cfg.num_classes else None
         if self.class_embed is not None:  # scaled after drawing, so the random stream is the same for any std
             with torch.no_grad():

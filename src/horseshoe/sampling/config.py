@@ -25,8 +25,9 @@ class SampleConfig:
     (uncond + w (cond - uncond): 0 ignores the class, 1 is the conditional model alone);
     guidance_interval: [sigma_lo, sigma_hi], guide only at noise levels in between and use the
     conditional model elsewhere (None: guide at every step); see horseshoe.diffusion.Guidance.
-    w = 2 on [0.3, 5] was measured on the four-direction horseshoes: the accuracy of w = 2 everywhere
-    (99.6% against 100%) at about the per-class SWD of w = 1 (32 against 55; README, "Classes and guidance").
+    w = 2 on [0.3, 5] was measured on the four-direction horseshoes (with the classes' earlier
+    training defaults): the accuracy of w = 2 everywhere (99.6% against 100%) at about the per-class
+    SWD of w = 1 (32 against 55; README, "Classes and guidance").
     The defaults are the demo's, measured on its model (README, "Which sampler, how many steps").
     """
 
