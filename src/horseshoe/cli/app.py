@@ -21,7 +21,7 @@ from horseshoe.cli import (
 )
 from horseshoe.cli.common import Parser
 from horseshoe.runtime import keep_memory_mapped
-from horseshoe.training.trainer import NonFiniteLoss
+from horseshoe.training.errors import NonFiniteLoss
 
 COMMANDS = (demo_cmd, train_cmd, sample_cmd, edit_cmd, evaluate_cmd, pictures_cmd, data_cmd, config_cmd,
             export_cmd)

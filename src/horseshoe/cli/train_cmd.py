@@ -19,6 +19,7 @@ from horseshoe.cli.common import (
 from horseshoe.config import Config, TrainConfig, from_dict
 from horseshoe.runtime import PRECISIONS
 from horseshoe.training import checkpoint
+from horseshoe.training.results import StopReason
 
 
 def register(subparsers) -> None:
@@ -72,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     output_dir(out)
     done = train(config, out, resume=resume_from, progress=not args.no_progress, overwrite=args.overwrite)
     result = done.training
-    if result.stop_reason == "nothing to do":
+    if result.stop_reason == StopReason.NOTHING:
         print(f"{done.resumed_from} is already at step {result.step}, the budget: nothing to train, nothing written "
               f"(raise --steps to train further)")
         return 0
@@ -82,14 +83,15 @@ def run(args: argparse.Namespace) -> int:
         counts = ", ".join(name if n is None else f"{name} ({n})" for name, n in done.classes.items())
         print(f"{len(done.classes)} classes: {counts}")
     print(done.augment)
-    how = {"signal": "stopped by signal", "time": "stopped at the time limit (train.minutes or train.max_minutes)",
-           "budget": "done"}[result.stop_reason]
+    how = {StopReason.SIGNAL: "stopped by signal",
+           StopReason.TIME: "stopped at the time limit (train.minutes or train.max_minutes)",
+           StopReason.BUDGET: "done"}[result.stop_reason]
     print(f"{how}: {result.step} steps; this call {result.images_per_sec:.0f} images/s with checkpoints and "
           f"evaluations, last step's loss {result.loss:.4f}")
     print(f"checkpoint: {done.checkpoint}")
     if done.copies is not None:
         print(done.copies.line())
-    if result.stop_reason != "signal":
+    if result.stop_reason != StopReason.SIGNAL:
         print(f"report: {out / 'index.html'} (samples.png, copies.png, loss.png)")
     if result.nonfinite_skipped:
         print(f"skipped {result.nonfinite_skipped} steps with a non-finite loss")

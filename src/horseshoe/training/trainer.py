@@ -2,7 +2,8 @@
 a clean stop, and hooks.
 
 The loop knows nothing of files, pictures or metrics: logging, checkpoints, sample grids and
-evaluations are hooks (horseshoe.training.hooks, and those the CLI and the demo add).
+evaluations are hooks (horseshoe.training.hooks, and those the CLI and the demo add). Planning a time
+budget is horseshoe.training.budget; what a step and a fit report, horseshoe.training.results.
 """
 
 from __future__ import annotations
@@ -10,10 +11,8 @@ from __future__ import annotations
 import contextlib
 import math
 import signal
-import statistics
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -27,42 +26,10 @@ from horseshoe.diffusion.objectives import draw_noise, drop_labels, loss_from_no
 from horseshoe.runtime import autocast, pick_device, resolve_precision, setup_device
 from horseshoe.sampling import generate
 from horseshoe.training import checkpoint, distributed
+from horseshoe.training.budget import TimeBudget, replan_step, timed_steps
+from horseshoe.training.errors import NonFiniteLoss
+from horseshoe.training.results import StepResult, StopReason, TrainResult
 from horseshoe.training.state import TrainState
-
-
-class NonFiniteLoss(RuntimeError):
-    """The loss became NaN or infinite and training was told not to skip such steps."""
-
-
-@dataclass(frozen=True)
-class StepResult:
-    """One optimizer step: its loss, and unless it was skipped (non-finite loss, or fp16 overflow), lr and
-    gradient norm."""
-
-    step: int
-    loss: float
-    seconds: float
-    lr: float = math.nan
-    grad_norm: float = math.nan
-    skipped: bool = False
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    """How a call to Trainer.fit ended."""
-
-    step: int
-    steps_trained: int
-    loss: float
-    images_per_sec: float
-    seconds: float
-    stop_reason: str  # 'budget', 'signal', 'time', or 'nothing to do' (already at the budget)
-    nonfinite_skipped: int
-    scaler_skipped: int = 0  # fp16: steps whose gradients overflowed, skipped by the gradient scaler
-
-    @property
-    def interrupted(self) -> bool:
-        return self.stop_reason == "signal"
 
 
 class Hook:
@@ -89,11 +56,6 @@ def learning_rate(step: int, base: float, warmup: int, total: int, schedule: str
         progress = min(1.0, (step - warmup) / max(1, total - warmup))
         return base * 0.5 * (1 + math.cos(math.pi * progress))
     return base
-
-
-# A time budget's plans: the share of the time left they fill (the rest is kept for checkpoints, evaluations
-# and jitter), and how many steps of the loop the second plan measures at least.
-PLAN_SHARE, REPLAN_SHARE, REPLAN_AFTER = 0.85, 0.92, 20
 
 
 class Trainer:
@@ -134,7 +96,7 @@ class Trainer:
 
     def total_steps(self) -> int:
         """The step budget: train.steps, train.epochs passes over a dataset of fixed size, or the steps
-        a time budget (train.minutes) was planned to take (see plan_time_budget)."""
+        a time budget (train.minutes) was planned to take (see plan_time_budget and training.budget)."""
         tc = self.config.train
         if tc.steps is not None:
             return tc.steps
@@ -147,46 +109,21 @@ class Trainer:
                              "has no epochs: use train.steps")
         return math.ceil(tc.epochs * self.state.loader.epoch_length / tc.batch_size)
 
-    def plan_time_budget(self, started: float) -> int:
-        """Train the first steps of a time budget, time them, and fix the step count that fits the rest.
-
-        Inside the learning-rate warm-up the rate does not depend on the total; a timed step past it
-        (a short warm-up, or a resume) keeps the rate it finds. 15% of the time left is kept for
-        logging, checkpoints, evaluations and jitter. The timed steps are trained but not logged one by
-        one. fit plans once more at the end of the warm-up (replan_time_budget).
-        """
+    def plan_time_budget(self, budget: TimeBudget) -> int:
+        """Train the first steps of a time budget, time them, and fix the step count that fits the rest
+        (horseshoe.training.budget). The timed steps are trained but not logged one by one."""
         tc, st = self.config.train, self.state
         seconds = []
-        for _ in range(max(3, min(8, tc.warmup_steps or 8))):
+        for _ in range(timed_steps(tc.warmup_steps)):
             held = None if st.step < tc.warmup_steps else st.optimizer.param_groups[0]["lr"]
             seconds.append(self.train_step(total_steps=2**62, lr=held).seconds)
-        per_step = statistics.median(seconds[1:])  # the first pays one-off costs
-        return self._fix_steps(started, per_step, PLAN_SHARE)
+        return self._agree_steps(budget.first_plan(st.step, self.clock(), seconds))
 
-    def replan_time_budget(self, started: float, loop_started: float, loop_first_step: int) -> int:
-        """Fix a time budget's step count again from the steps trained since the loop began (hooks included).
-
-        The few timed steps of plan_time_budget can read a machine's speed badly (a busy moment, caches
-        still cold: measured once at 75% of the later speed, which ended a 10-minute run after 7). Done
-        at the end of the learning-rate warm-up, where the rate does not yet depend on the total, the
-        second plan changes nothing that was already trained; it keeps less in reserve, since it has
-        measured the logging too.
-        """
-        per_step = (self.clock() - loop_started) / max(1, self.step - loop_first_step)
-        return self._fix_steps(started, per_step, REPLAN_SHARE)
-
-    def replan_step(self, loop_first_step: int) -> int:
-        """Where replan_time_budget runs: the end of the warm-up, and at least REPLAN_AFTER steps into the loop."""
-        return max(self.config.train.warmup_steps, loop_first_step + REPLAN_AFTER)
-
-    def _fix_steps(self, started: float, per_step: float, share: float) -> int:
-        """planned_steps: the steps that fit `share` of the budget's time left at `per_step` seconds each, agreed
-        by every process (the mean of their plans), or one would wait for ever."""
-        st = self.state
-        left = 60 * self.config.train.minutes - (self.clock() - started)
-        planned = st.step + max(0, int(share * left / max(per_step, 1e-6)))
-        st.planned_steps = round(float(distributed.mean(torch.tensor(float(planned), device=self.device), self.world)))
-        return st.planned_steps
+    def _agree_steps(self, planned: int) -> int:
+        """Set planned_steps to the mean of every process's plan, so that none waits for the others for ever."""
+        mean = distributed.mean(torch.tensor(float(planned), device=self.device), self.world)
+        self.state.planned_steps = round(float(mean))
+        return self.state.planned_steps
 
     def resume(self, path: str | Path) -> Path:
         """Continue exactly where a checkpoint (or a run's latest) left off; its model must match this config's."""
@@ -212,7 +149,6 @@ class Trainer:
         whose gradients overflowed is skipped and the scale halved (Micikevicius et al. 2018).
         """
         started, tc, d, st = self.clock(), self.config.train, self.config.data, self.state
-        share = self.micro_batch // self.world.world_size
         # Noise for the whole global batch, of which each micro-step and process takes its rows: the
         # same draws for any grad_accum and any number of processes. A run with classes draws one
         # more uniform per image, after t and eps, to drop labels; a run without draws nothing more.
@@ -221,22 +157,7 @@ class Trainer:
         u_all = torch.rand(tc.batch_size, generator=st.noise, device=st.noise.device) if self.conditional else None
         loss_sum = torch.zeros((), device=self.device)
         for micro in range(tc.grad_accum):
-            batch = st.loader.next_training_batch()
-            labels = batch.labels
-            x0, augment = self._augmented(batch)
-            if tc.channels_last:
-                x0 = x0.contiguous(memory_format=torch.channels_last)
-            rows = slice(micro * self.micro_batch + self.world.rank * share,
-                         micro * self.micro_batch + (self.world.rank + 1) * share)
-            if u_all is not None:
-                labels = drop_labels(labels.to(self.device), tc.label_dropout, u_all[rows])
-            sync = self.world.distributed and micro < tc.grad_accum - 1
-            with (self.network.no_sync() if sync else contextlib.nullcontext()), autocast(self.device, self.precision):
-                loss = loss_from_noise(self.network, self.schedule, x0, t_all[rows], eps_all[rows],
-                                       self.config.diffusion.prediction, self.config.diffusion.min_snr_gamma,
-                                       labels if u_all is not None else None, augment)
-            st.scaler.scale(loss / tc.grad_accum).backward()  # a disabled scaler (not fp16) returns its input
-            loss_sum += loss.detach() / tc.grad_accum
+            loss_sum += self._backward(micro, t_all, eps_all, u_all)
         loss_value = float(distributed.mean(loss_sum, self.world))
         st.scaler.unscale_(st.optimizer)
         grad_norm = float(torch.nn.utils.clip_grad_norm_(st.model.parameters(), tc.grad_clip or float("inf")))
@@ -266,6 +187,29 @@ class Trainer:
         for profile in st.posthoc:
             profile.update(st.model, st.step)
         return StepResult(st.step, loss_value, self.clock() - started, lr, grad_norm)
+
+    def _backward(self, micro: int, t_all: torch.Tensor, eps_all: torch.Tensor,
+                  u_all: torch.Tensor | None) -> torch.Tensor:
+        """Micro-step `micro`: this process's rows of the global batch's noise (and label-dropping draws u_all),
+        forward and backward; returns its share of the step's loss, detached."""
+        tc, st = self.config.train, self.state
+        share = self.micro_batch // self.world.world_size
+        batch = st.loader.next_training_batch()
+        labels = batch.labels
+        x0, augment = self._augmented(batch)
+        if tc.channels_last:
+            x0 = x0.contiguous(memory_format=torch.channels_last)
+        rows = slice(micro * self.micro_batch + self.world.rank * share,
+                     micro * self.micro_batch + (self.world.rank + 1) * share)
+        if u_all is not None:
+            labels = drop_labels(labels.to(self.device), tc.label_dropout, u_all[rows])
+        sync = self.world.distributed and micro < tc.grad_accum - 1
+        with (self.network.no_sync() if sync else contextlib.nullcontext()), autocast(self.device, self.precision):
+            loss = loss_from_noise(self.network, self.schedule, x0, t_all[rows], eps_all[rows],
+                                   self.config.diffusion.prediction, self.config.diffusion.min_snr_gamma,
+                                   labels if u_all is not None else None, augment)
+        st.scaler.scale(loss / tc.grad_accum).backward()  # a disabled scaler (not fp16) returns its input
+        return loss.detach() / tc.grad_accum
 
     def _augmented(self, batch: TrainingBatch) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The batch's images on the training device, with its non-leaking augmentation applied there, and the
@@ -322,36 +266,38 @@ class Trainer:
     def fit(self) -> TrainResult:
         """Train to the step budget (or until SIGINT/SIGTERM, train.max_minutes or the end of train.minutes),
         calling the hooks."""
-        started, first_step = self.clock(), self.step
+        started, first_step, tc = self.clock(), self.step, self.config.train
         self.first_step = first_step  # where this call began (a time budget's timed steps come before on_start)
-        planning = self.config.train.minutes is not None and self.state.planned_steps is None
-        if planning:
+        budget = None  # a time budget this call plans (a resume keeps its plan)
+        if tc.minutes is not None and self.state.planned_steps is None:
+            budget = TimeBudget(tc.minutes, started)
             self.state.model.train()
-            self.plan_time_budget(started)
+            self.plan_time_budget(budget)
         total = self.total_steps()
         if first_step >= total:
-            return TrainResult(self.step, 0, math.nan, 0.0, 0.0, "nothing to do", self.state.nonfinite_skipped,
+            return TrainResult(self.step, 0, math.nan, 0.0, 0.0, StopReason.NOTHING, self.state.nonfinite_skipped,
                                self.state.scaler_skipped)
         self.state.model.train()
         try:
-            return self._loop(total, started, first_step, replan=planning)
+            return self._loop(total, started, first_step, budget)
         finally:
             for hook in self.hooks:
                 hook.close()
 
-    def _loop(self, total: int, start: float, start_step: int, replan: bool = False) -> TrainResult:
-        """replan: this call planned a time budget, and plans it again at replan_step (a resume keeps its plan)."""
+    def _loop(self, total: int, start: float, start_step: int, budget: TimeBudget | None = None) -> TrainResult:
+        """budget: the time budget this call planned, planned again at budget.replan_step."""
         tc = self.config.train
         deadline = min([60 * m for m in (tc.max_minutes, tc.minutes) if m is not None], default=math.inf)
-        last_loss, stop_reason = math.nan, "budget"
+        last_loss, stop_reason = math.nan, StopReason.BUDGET
         loop_started, loop_first_step = self.clock(), self.step
-        replan_at = self.replan_step(loop_first_step) if replan else None
+        replan_at = replan_step(tc.warmup_steps, loop_first_step) if budget is not None else None
         for hook in self.hooks:
             hook.on_start(self)
         with self._signals():
             while self.step < total:
                 if replan_at is not None and self.step >= replan_at:
-                    total, replan_at = self.replan_time_budget(start, loop_started, loop_first_step), None
+                    total, replan_at = self._agree_steps(budget.replan(self.step, self.clock(), loop_started,
+                                                                       loop_first_step)), None
                     if self.step >= total:
                         break
                 step = self.train_step(total)
@@ -361,12 +307,12 @@ class Trainer:
                 for hook in self.hooks:
                     hook.on_step(self, step)
                 out_of_time = self.clock() - start > deadline
-                if out_of_time and stop_reason == "budget":
-                    stop_reason = "time"
+                if out_of_time and stop_reason == StopReason.BUDGET:
+                    stop_reason = StopReason.TIME
                 if distributed.any_true(self._stop_signal is not None or out_of_time, self.world, self.device):
                     break
             if self._stop_signal is not None:
-                stop_reason = "signal"
+                stop_reason = StopReason.SIGNAL
             seconds = self.clock() - start
             result = TrainResult(step=self.step, steps_trained=self.step - start_step, loss=last_loss,
                                  images_per_sec=(self.step - start_step) * tc.batch_size / max(seconds, 1e-9),
