@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "horseshoe"
 # whose modules put the lower ones together and may use each other.
 LAYERS = [
     ("runtime",),
-    ("data", "models", "diffusion"),
+    ("data", "models", "diffusion", "train_config"),  # each owns its config section (train_config: train)
     ("sampling",),
     ("config",),
     ("training",),
