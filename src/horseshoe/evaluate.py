@@ -63,24 +63,6 @@ class EvalOptions:
             raise ValueError(f"--guidance-sweep scales must be numbers >= 0, got {list(self.guidance_sweep)}")
 
 
-def parse_sweep(items: list[str]) -> tuple[tuple[str, int | None], ...]:
-    """['ddpm', 'ddim:10,20'] -> (('ddpm', None), ('ddim', 10), ('ddim', 20)); None: the run's default
-    (for ddpm every usable timestep, for the others sample.steps)."""
-    out: list[tuple[str, int | None]] = []
-    for item in items:
-        name, colon, steps = item.partition(":")
-        if not colon:
-            out.append((name, None))
-            continue
-        if not steps:
-            raise ValueError(f"--sweep entries look like sampler[:steps[,steps...]], got {item!r}")
-        try:
-            out += [(name, int(s)) for s in steps.split(",") if s]
-        except ValueError:
-            raise ValueError(f"--sweep {item!r}: steps must be integers") from None
-    return tuple(out)
-
-
 def reference_sets(config: Config, options: EvalOptions) -> tuple[torch.Tensor, torch.Tensor | None, str]:
     """(reference images, held-out images or None, description). The reference defaults to the training data.
 
@@ -148,11 +130,11 @@ class HeldOut:
     """Denoising errors and the variational bound on images the model was (ideally) never trained on."""
 
     description: str
-    denoising_mse: dict[str, dict[str, float]]
+    denoising: likelihood.DenoisingLosses
     bound: likelihood.BoundResult
 
     def to_json(self) -> dict:
-        return {"set": self.description, "denoising_mse": self.denoising_mse, **self.bound.as_dict()}
+        return {"set": self.description, "denoising_mse": self.denoising.as_dict(), **self.bound.as_dict()}
 
 
 @dataclass(frozen=True)
@@ -258,7 +240,9 @@ class EvalResult:
         if self.classes is not None:
             rows["classes (training images)"] = self.classes.names()
         for row in (self.classes, *self.guidance_sweep) if self.classes is not None else ():
-            rows[f"by class at guidance {row.scale:g}"] = row.line().split(": ", 1)[1]
+            shapes = "" if row.accuracy is None else (f", accuracy {row.accuracy:.1%}, "
+                                                      f"horseshoes {row.horseshoe_rate:.1%}")
+            rows[f"by class at guidance {row.scale:g}"] = f"per-class SWD {row.swd:.2f}{shapes}, {row.seconds:.1f} s"
         return rows
 
 
@@ -337,7 +321,7 @@ def evaluate(run_dir: str | Path, options: EvalOptions, weights: str = "ema", de
     held_out = HeldOut(
         description="held-out images (never trained on)" if heldout is not None
         else "training images (no held-out set: pass --reference DIR)",
-        denoising_mse=likelihood.denoising_losses(run.denoiser, held, seed=options.seed),
+        denoising=likelihood.denoising_losses(run.denoiser, held, seed=options.seed),
         bound=likelihood.variational_bound(run.denoiser, held, options.bpd_timesteps, options.seed))
     by_class, guided = class_scores(run, config, options.count, options.seed, options.batch_size,
                                     options.guidance_sweep, out_dir)

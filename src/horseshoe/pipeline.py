@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -58,6 +58,21 @@ class SampleGridHook(Hook):
             sample_grid(trainer, self.run_dir / "progress" / f"{checkpoint.checkpoint_name(result.step)}.png")
 
 
+@dataclass(frozen=True)
+class QuickEval:
+    """One quick evaluation: SWD x1e3 of the EMA samples against the training images, their near-copy
+    fraction and median nearest-neighbour ratio, and the seconds it took."""
+
+    swd: float
+    near_copy_fraction: float
+    nn_ratio_median: float
+    eval_seconds: float
+
+    def as_dict(self) -> dict[str, float]:
+        """The fields as the run's log writes them."""
+        return asdict(self)
+
+
 class QuickEvalHook(Hook):
     """Every train.eval_every steps, SWD and novelty of 64 EMA samples, written to the run's log.
 
@@ -72,9 +87,9 @@ class QuickEvalHook(Hook):
     def on_step(self, trainer: Trainer, result: StepResult) -> None:
         every, main = trainer.config.train.eval_every, trainer.world.is_main
         if every and result.step % every == 0 and main and self.log.log is not None:
-            self.log.log.write({"step": result.step, **self.evaluate(trainer)})
+            self.log.log.write({"step": result.step, **self.evaluate(trainer).as_dict()})
 
-    def evaluate(self, trainer: Trainer) -> dict[str, float]:
+    def evaluate(self, trainer: Trainer) -> QuickEval:
         started, config = time.perf_counter(), trainer.config
         if self._reference is None:
             images = training_images(config.data, 256, config.train.seed)
@@ -82,8 +97,8 @@ class QuickEvalHook(Hook):
         reference, images = self._reference
         samples, d = trainer.ema_samples(self.count), config.data
         found = novelty(samples, images, d.hflip, d.vflip, d.rot90)
-        return {"swd": reference.distance(samples).mean, "near_copy_fraction": found.near_copy_fraction,
-                "nn_ratio_median": found.ratio_median, "eval_seconds": round(time.perf_counter() - started, 2)}
+        return QuickEval(swd=reference.distance(samples).mean, near_copy_fraction=found.near_copy_fraction,
+                         nn_ratio_median=found.ratio_median, eval_seconds=round(time.perf_counter() - started, 2))
 
 
 @dataclass(frozen=True)

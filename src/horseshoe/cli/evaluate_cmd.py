@@ -48,8 +48,26 @@ def register(subparsers) -> None:
     p.set_defaults(run_command=run)
 
 
+def parse_sweep(items: list[str]) -> tuple[tuple[str, int | None], ...]:
+    """['ddpm', 'ddim:10,20'] -> (('ddpm', None), ('ddim', 10), ('ddim', 20)); None: the run's default
+    (for ddpm every usable timestep, for the others sample.steps)."""
+    out: list[tuple[str, int | None]] = []
+    for item in items:
+        name, colon, steps = item.partition(":")
+        if not colon:
+            out.append((name, None))
+            continue
+        if not steps:
+            raise ValueError(f"--sweep entries look like sampler[:steps[,steps...]], got {item!r}")
+        try:
+            out += [(name, int(s)) for s in steps.split(",") if s]
+        except ValueError:
+            raise ValueError(f"--sweep {item!r}: steps must be integers") from None
+    return tuple(out)
+
+
 def run(args: argparse.Namespace) -> int:
-    from horseshoe.evaluate import EvalOptions, evaluate, parse_sweep
+    from horseshoe.evaluate import EvalOptions, evaluate
 
     options = EvalOptions(count=args.count, reference=args.reference, sampler=args.sampler, steps=args.steps,
                           eta=args.eta, seed=args.seed, batch_size=args.batch_size, heldout=args.heldout,

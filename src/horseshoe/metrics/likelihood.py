@@ -106,16 +106,37 @@ def variational_bound(denoiser: Denoiser, x0: torch.Tensor, timesteps: int = 50,
                        decoder_bpd=bpd(decoder), timesteps_used=len(pairs) + 1, images=x0.shape[0])
 
 
+@dataclass(frozen=True)
+class DenoisingLoss:
+    """Mean squared errors of the eps and x0 predictions at one timestep t, on fixed noise."""
+
+    t: int
+    eps_mse: float
+    x0_mse: float
+
+
+@dataclass(frozen=True)
+class DenoisingLosses:
+    """DenoisingLoss at each of a few fixed timesteps, in the order of their fractions of T."""
+
+    losses: tuple[DenoisingLoss, ...]
+
+    def as_dict(self) -> dict[str, dict[str, float]]:
+        """{str(t): {"eps_mse": ..., "x0_mse": ...}}, as eval.json has it."""
+        return {str(loss.t): {"eps_mse": loss.eps_mse, "x0_mse": loss.x0_mse} for loss in self.losses}
+
+
 @torch.no_grad()
 def denoising_losses(denoiser: Denoiser, x0: torch.Tensor, seed: int = 0,
-                     fractions: tuple[float, ...] = LOSS_TIMESTEPS_FRACTIONS) -> dict[str, dict[str, float]]:
+                     fractions: tuple[float, ...] = LOSS_TIMESTEPS_FRACTIONS) -> DenoisingLosses:
     """Mean squared error of the eps and x0 predictions at fixed timesteps (t = fraction * T), fixed noise."""
     s = denoiser.schedule
     g = torch.Generator(x0.device).manual_seed(seed)
-    out = {}
+    out = []
     for fraction in fractions:
         t = min(s.num_steps - 1, int(round(fraction * s.num_steps)))
         eps = torch.randn(x0.shape, generator=g, device=x0.device, dtype=x0.dtype)
         pred = denoiser(q_sample(s, x0, t, eps), t)
-        out[str(t)] = {"eps_mse": float((pred.eps - eps).pow(2).mean()), "x0_mse": float((pred.x0 - x0).pow(2).mean())}
-    return out
+        out.append(DenoisingLoss(t, eps_mse=float((pred.eps - eps).pow(2).mean()),
+                                 x0_mse=float((pred.x0 - x0).pow(2).mean())))
+    return DenoisingLosses(tuple(out))
