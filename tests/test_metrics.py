@@ -9,9 +9,14 @@ from horseshoe.data.horseshoes import render
 from horseshoe.diffusion import Denoiser, make_schedule
 from horseshoe.metrics import fid
 from horseshoe.metrics.inception import FIDInception, find_weights, load_inception
-from horseshoe.metrics.likelihood import discretized_gaussian_log_likelihood, normal_kl, variational_bound
+from horseshoe.metrics.likelihood import (
+    denoising_losses,
+    discretized_gaussian_log_likelihood,
+    normal_kl,
+    variational_bound,
+)
 from horseshoe.metrics.novelty import NEAR_COPY_RATIO, novelty
-from horseshoe.metrics.swd import laplacian_pyramid, swd
+from horseshoe.metrics.swd import laplacian_pyramid, sliced_wasserstein, swd
 
 
 def shoes(n, seed=0, size=32, style="silhouette"):
@@ -29,12 +34,25 @@ def blur(x, sigma):
 
 # ---- sliced Wasserstein distance ---------------------------------------------------------------
 
+def binomial_up(x):
+    """cv2.pyrUp written out: zeros between the pixels, then the 5x5 binomial filter times 4, reflect-padded."""
+    up = torch.zeros(*x.shape[:2], 2 * x.shape[2], 2 * x.shape[3], dtype=x.dtype)
+    up[..., ::2, ::2] = x
+    k = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0], dtype=x.dtype)
+    k = 4 * (k[:, None] * k[None, :]) / 256
+    return F.conv2d(F.pad(up, (2, 2, 2, 2), mode="reflect"), k.expand(x.shape[1], 1, 5, 5), groups=x.shape[1])
+
+
 def test_laplacian_pyramid_reconstructs_and_stops_at_16():
-    x = shoes(2)
+    x = shoes(2, size=64)
     levels = laplacian_pyramid(x)
-    assert [lvl.shape[-1] for lvl in levels] == [32, 16]
-    levels64 = laplacian_pyramid(shoes(2, size=64))
-    assert [lvl.shape[-1] for lvl in levels64] == [64, 32, 16]
+    assert [lvl.shape[-1] for lvl in levels] == [64, 32, 16]
+    assert [lvl.shape[-1] for lvl in laplacian_pyramid(shoes(2))] == [32, 16]
+    # Collapsing the pyramid (upsample the coarser image, add the finer level's detail) gives the images back.
+    image = levels[-1]
+    for detail in reversed(levels[:-1]):
+        image = detail + binomial_up(image)
+    torch.testing.assert_close(image, x, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("style", ["silhouette", "rendered"])  # 1 and 3 channels
@@ -57,8 +75,19 @@ def test_swd_grows_monotonically_with_a_brightness_shift():
 def test_swd_reports_levels_and_works_for_tiny_sets():
     result = swd(shoes(4, 1), shoes(4, 0), seed=3)
     assert set(result.levels) == {"32x32", "16x16"} and result.samples == 4 and result.seed == 3
-    assert result.mean == pytest.approx(np.mean(list(result.levels.values())))
-    assert result.as_dict()["swd_x1e3_mean"] == result.mean
+
+
+def test_sliced_wasserstein_of_a_shifted_set_matches_the_closed_form():
+    # Shifting a set by a vector s shifts its projection on a unit direction u by s.u, so the 1-D
+    # distance there is |s.u|; over directions uniform on the sphere in d dimensions its mean is
+    # |s| E|u_1| = |s| Gamma(d/2) / (sqrt(pi) Gamma((d+1)/2)).
+    rng = np.random.default_rng(0)
+    d = 49
+    a = torch.from_numpy(rng.standard_normal((300, d)))
+    shift = torch.from_numpy(rng.standard_normal(d))
+    expected = float(shift.norm()) * math.exp(math.lgamma(d / 2) - math.lgamma((d + 1) / 2)) / math.sqrt(math.pi)
+    found = sliced_wasserstein(a + shift, a, 4096, np.random.default_rng(1))
+    assert found == pytest.approx(expected, rel=0.05)  # 4096 directions: ~1% sampling error
 
 
 # ---- novelty -----------------------------------------------------------------------------------
@@ -176,6 +205,24 @@ def test_bits_per_dim_of_a_perfect_eps_model_matches_the_analytic_value():
     # The stratified estimate is exact here too (every term is zero).
     assert variational_bound(Denoiser(perfect, schedule, "eps"), x0, timesteps=7).bits_per_dim == \
         pytest.approx(result.bits_per_dim, rel=1e-6)
+
+
+def test_denoising_losses_of_a_model_off_by_a_constant_match_the_closed_form():
+    # One-point data x0 = c and a model that believes c + o: x0_hat = c + o at every t, so x0_mse = o^2,
+    # and eps_hat - eps = -sqrt(abar_t / (1 - abar_t)) o, so eps_mse = o^2 abar_t / (1 - abar_t).
+    schedule, c, o = make_schedule("cosine", 50), 0.2, 0.1
+    x0 = torch.full((2, 1, 4, 4), c, dtype=torch.float64)
+
+    def believes(x, t):
+        abar = schedule.alpha_bars[t].view(-1, 1, 1, 1).to(x.dtype)
+        return (x - abar.sqrt() * (c + o)) / (1 - abar).sqrt()
+
+    found = denoising_losses(Denoiser(believes, schedule, "eps"), x0, fractions=(0.1, 0.5, 0.9)).losses
+    assert [loss.t for loss in found] == [5, 25, 45]
+    for loss in found:
+        abar = schedule.alpha_bars[loss.t].item()
+        assert loss.x0_mse == pytest.approx(o * o, rel=1e-9)
+        assert loss.eps_mse == pytest.approx(o * o * abar / (1 - abar), rel=1e-9)
 
 
 def test_bound_grows_when_the_model_is_wrong():
