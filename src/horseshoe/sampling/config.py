@@ -6,8 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 
 from horseshoe.diffusion.schedules import NoiseSchedule
+from horseshoe.sampling.timesteps import SPACINGS, usable_steps
 
-SPACINGS = ("trailing", "leading", "linspace", "karras")
 DDPM_VARIANCES = ("posterior", "beta")
 
 
@@ -80,8 +80,6 @@ class SampleConfig:
         except ddpm asked for in place of the run's own sampler: ancestral sampling is meant to visit
         every usable timestep.
         """
-        from horseshoe.sampling.timesteps import usable_steps
-
         sampler = sampler or self.sampler
         usable = usable_steps(schedule, self.lambda_min)
         if steps is None:

@@ -22,10 +22,22 @@ whole step crossing them and lands off the data (measured on the demo model, see
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import numpy as np
 
 from horseshoe.diffusion.schedules import NoiseSchedule
-from horseshoe.sampling.config import SPACINGS, SampleConfig
+
+SPACINGS = ("trailing", "leading", "linspace", "karras")
+
+
+class SpacingOptions(Protocol):
+    """What sampler_timesteps reads of a SampleConfig (horseshoe.sampling.config, which imports this module)."""
+
+    steps: int | None
+    spacing: str
+    lambda_min: float | None
+    rho: float
 
 
 def check_num_steps(num_train_steps: int, num_steps: int | None) -> int:
@@ -88,7 +100,7 @@ def usable_steps(schedule: NoiseSchedule, lambda_min: float | None) -> int:
     return usable
 
 
-def sampler_timesteps(schedule: NoiseSchedule, config: SampleConfig) -> list[int]:
+def sampler_timesteps(schedule: NoiseSchedule, config: SpacingOptions) -> list[int]:
     """The descending timesteps a sampler visits for this schedule and config."""
     usable = usable_steps(schedule, config.lambda_min)
     if config.steps is not None and usable < config.steps <= schedule.num_steps:
