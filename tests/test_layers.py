@@ -85,3 +85,10 @@ def test_the_root_names_load_on_first_use():
             "horseshoe.Trainer; print(before, 'horseshoe.training.trainer' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.split() == ["False", "True"], done.stderr
+
+
+def test_the_command_line_loads_no_trainer_before_a_command_trains():
+    # The CLI catches NonFiniteLoss from training.errors: parsing arguments or printing --help costs no trainer.
+    code = "import sys, horseshoe.cli.app; print('horseshoe.training.trainer' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["False"], done.stderr
