@@ -25,8 +25,6 @@ from horseshoe.training.trainer import NonFiniteLoss, Trainer
 def test_auto_precision_follows_the_device(monkeypatch, kind, fast, expected):
     monkeypatch.setattr(runtime, "bf16_is_fast", lambda d: fast)
     assert runtime.resolve_precision("auto", torch.device(kind)) == expected
-    for named in ("bf16", "fp16", "fp32"):  # a named precision is taken as it is
-        assert runtime.resolve_precision(named, torch.device(kind)) == named
     with pytest.raises(ValueError, match="unknown precision 'fp8'; choose one of auto, bf16, fp16, fp32"):
         runtime.resolve_precision("fp8", torch.device(kind))
 
@@ -47,6 +45,17 @@ def test_autocast_runs_matmuls_in_the_precision(device, precision, dtype):
     with runtime.autocast(dev, precision):
         out = layer(torch.randn(2, 8, device=dev))
     assert out.dtype == dtype and layer.weight.dtype == torch.float32  # weights stay float32
+
+
+@pytest.mark.parametrize("precision, dtype", [("auto", torch.float32), ("bf16", torch.bfloat16)])
+def test_a_named_precision_is_trained_in_where_auto_picks_another(monkeypatch, precision, dtype):
+    # A CPU without fast bf16: auto trains in fp32, and train.precision='bf16' runs the network in bf16 anyway.
+    monkeypatch.setattr(runtime, "bf16_is_fast", lambda d: False)
+    trainer = Trainer(tiny_config("train.steps=1", f"train.precision={precision!r}", "train.device='cpu'"))
+    outputs = []
+    trainer.state.model.register_forward_hook(lambda module, args, out: outputs.append(out.dtype))
+    assert trainer.train_step(total_steps=1).step == 1
+    assert trainer.precision == {"auto": "fp32"}.get(precision, precision) and outputs == [dtype]
 
 
 def held_out_loss(trainer: Trainer) -> float:
