@@ -141,6 +141,15 @@ def test_bad_edit_arguments_are_one_line_and_write_nothing(run_dir, images, tmp_
         assert not out.parent.exists(), args
 
 
+def test_a_folder_for_the_picture_is_one_line_in_every_edit_command(run_dir, images, tmp_path, capsys):
+    a = str(images / "a.png")
+    for command in (["inpaint", "--mask", "center"], ["edit"], ["invert"]):
+        assert main([command[0], str(run_dir), "--image", a, *command[1:], "--out", str(tmp_path)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == (f"horseshoe: error: --out '{tmp_path}' is a folder: --out takes a .png file, such as "
+                       f"'{tmp_path / 'picture.png'}'"), (command, err)
+
+
 def test_readme_edit_example_runs(run_dir, images):
     text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     block = re.search(r"## Edit with a trained model.*?```python\n(.*?)```", text, re.S).group(1)

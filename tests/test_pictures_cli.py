@@ -137,7 +137,7 @@ def test_bad_arguments_are_one_line(run_dir, tmp_path, capsys):
         (["sample", str(run_dir), "--steps", "0"], "must be a positive integer, got 0"),
         (["sample", str(run_dir), "--count", "-3"], "must be a positive integer, got -3"),
         (["sample", str(run_dir), "--out", str(blocker)], "is a file, not a directory"),
-        (["denoise", str(run_dir), "--out", str(tmp_path)], "is a directory, not a file"),
+        (["denoise", str(run_dir), "--out", str(tmp_path)], f"--out '{tmp_path}' is a folder: --out takes a .png"),
         (["sample", str(run_dir), "--steps", "5000", "--out", str(tmp_path / "o")],
          "num_steps must be between 1 and T=1000, got 5000"),
         (["noise", "--timesteps", "0,1000"], "timesteps must lie in 0..999"),
@@ -155,3 +155,21 @@ def test_bad_arguments_are_one_line(run_dir, tmp_path, capsys):
         assert code == 2, args
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1, (args, err)
+
+
+@pytest.mark.parametrize("command, kind", [
+    (["noise"], ".png"), (["schedule"], ".png"), (["data", "preview"], ".png"), (["denoise", "RUN"], ".png"),
+    (["animate", "RUN"], ".gif"), (["interpolate", "RUN"], ".png"),
+])
+def test_a_folder_for_a_picture_is_one_line_that_asks_for_the_file(run_dir, tmp_path, capsys, command, kind):
+    # Where --out names one picture, a folder (there or not) is refused before anything is written, with a
+    # line that says which file is wanted, not PIL's "unknown file extension: ".
+    command = [str(run_dir) if word == "RUN" else word for word in command]
+    there, new = tmp_path / "there", tmp_path / "new"
+    there.mkdir()
+    for out, what in [(str(there), "a folder"), (f"{new}/", "a folder"), (str(new), "a name without a file")]:
+        assert main([*command, "--out", out]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"horseshoe: error: --out {out!r} is {what}") and len(err.splitlines()) == 1, err
+        assert f"--out takes a {kind} file, such as " in err and "unknown file extension" not in err
+    assert list(tmp_path.iterdir()) == [there] and not any(there.iterdir())

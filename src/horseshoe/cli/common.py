@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 from pathlib import Path
 from typing import Any, NoReturn
@@ -231,10 +232,18 @@ def output_dir(path: str | Path) -> Path:
     return path
 
 
-def output_file(path: str | Path) -> Path:
-    """A file path to write, its folder created; an error if it names a directory."""
-    path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(f"output path {str(path)!r} is a directory, not a file")
+def output_file(path: str | Path, suffix: str = ".png", flag: str = "--out") -> Path:
+    """A file path to write one picture to, its folder created.
+
+    A folder, or a name without a file extension (which PIL refuses with only "unknown file extension: "),
+    is a one-line error that names the flag, the value and the kind of file wanted (`suffix`).
+    """
+    text, path = str(path), Path(path)
+    folder = path.is_dir() or text.endswith(("/", os.sep))
+    if folder or not path.suffix:
+        example = path / f"picture{suffix}" if folder else path.with_suffix(suffix)
+        error = IsADirectoryError if path.is_dir() else ValueError
+        raise error(f"{flag} {text!r} is {'a folder' if folder else 'a name without a file extension'}: "
+                    f"{flag} takes a {suffix} file, such as {str(example)!r}")
     output_dir(path.parent if str(path.parent) else ".")
     return path

@@ -107,7 +107,7 @@ def run_animate(args: argparse.Namespace) -> int:
     steps = args.steps or (None if (args.sampler or run.config.sample.sampler) == "ddpm" else 100)
     config = run.sampler(args.sampler, steps, args.eta, args.spacing, args.guidance)
     labels, columns = class_labels(run, args.class_names, args.guidance, args.count)
-    out = output_file(args.out)
+    out = output_file(args.out, suffix=".gif")
     count = len(labels) if labels else args.count
     frames = sampling_frames(run.records(config, count, args.seed, labels=labels), args.frames, config.steps,
                              with_x0=args.with_x0, columns=columns, scale=display_scale(run.config.data.height))
