@@ -8,7 +8,9 @@ from training_helpers import deterministic_kernels, on_device, tiny_config, tiny
 
 from horseshoe.runs import load_run
 from horseshoe.training import checkpoint
+from horseshoe.training.budget import TimeBudget
 from horseshoe.training.ema import EMA
+from horseshoe.training.results import StopReason
 from horseshoe.training.trainer import NonFiniteLoss, learning_rate
 
 
@@ -192,6 +194,22 @@ def test_resume_rejects_another_model_and_corrupt_files(tmp_path):
     (path / "state.json").unlink()
     with pytest.raises(FileNotFoundError, match="holds no checkpoints/latest|is not a checkpoint"):
         checkpoint.resolve(path)
+
+
+def test_stop_reasons_read_as_the_strings_they_were():
+    # Logs, pages, benchmarks and callers compare, look up and serialise the reason as text.
+    assert json.dumps({"reason": StopReason.NOTHING}) == '{"reason": "nothing to do"}'
+    assert {"budget": 1, "time": 2}[StopReason.TIME] == 2 and f"{StopReason.SIGNAL}" == "signal"
+    assert StopReason("budget") is StopReason.BUDGET and StopReason.BUDGET == "budget"
+
+
+def test_a_time_budget_fills_its_share_of_the_time_left():
+    budget = TimeBudget(minutes=1.0, started=10.0)  # 60 s from t = 10 s
+    # At t = 20 s, step 4, 0.5 s a step: 85% of the 50 s left is 85 more steps.
+    assert budget.first_plan(4, now=20.0, seconds=[9.0, 0.5, 0.4, 0.6]) == 4 + 85  # the first step's 9 s left out
+    # The loop's own speed: 30 steps in 12 s since t = 20 s; at t = 32 s, 92% of the 38 s left is 87.4 steps.
+    assert budget.replan(34, now=32.0, loop_started=20.0, loop_first_step=4) == 34 + 87
+    assert budget.steps_to(7, now=80.0, per_step=0.1, share=0.9) == 7  # out of time: no more steps
 
 
 class FakeClock:
