@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from horseshoe.config import Config, apply_overrides, load_toml, merge
+from horseshoe.data.config import BUILTINS
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -163,7 +164,8 @@ def add_config_options(parser: argparse.ArgumentParser, data: bool = True, train
                         help="override one config value, e.g. --set train.batch_size=16 (repeatable)")
     if data:
         what = "folder of images to train on" if trains else "folder of images"
-        parser.add_argument("--data", metavar="DIR", help=f"{what} (default: built-in horseshoes)")
+        parser.add_argument("--data", metavar="DIR", help=f"{what}, or a built-in set: {' or '.join(BUILTINS)} "
+                            "(default: horseshoes)")
 
 
 def config_from_args(args: argparse.Namespace, base: Config | None = None,
@@ -178,8 +180,16 @@ def config_from_args(args: argparse.Namespace, base: Config | None = None,
         config = load_toml(args.config, config)
     flags = {section: dict(values) for section, values in (flags or {}).items()}
     if getattr(args, "data", None):
-        flags.setdefault("data", {})["path"] = args.data
+        flags.setdefault("data", {}).update(data_flag(args.data))
     return apply_overrides(merge(config, flags), list(args.overrides))
+
+
+def data_flag(value: str) -> dict[str, Any]:
+    """--data VALUE as data settings: an existing folder wins; else a built-in set's name; else the folder
+    (whose absence the dataset then names)."""
+    if value in BUILTINS and not Path(value).exists():
+        return {"path": None, "builtin": value}
+    return {"path": value}
 
 
 def non_negative_float(text: str) -> float:

@@ -10,18 +10,22 @@ from horseshoe.data.augment import AUGMENTATIONS, BORDERS, DEFAULT_AUGMENT, DEFA
 from horseshoe.data.transforms import FITS, parse_colour
 
 LABELS = ("auto", "none")
+BUILTINS = ("horseshoes", "shapes")  # the built-in sets, used when data.path is None
 
 
 @dataclass(frozen=True)
 class DataConfig:
     """The data section of the config.
 
-    path: a folder of images, or None for the built-in horseshoes. image_size: side of square
-    images, or [height, width]. count: how many horseshoes (None: an endless stream of new ones).
+    path: a folder of images, or None for the built-in set named by `builtin`: 'horseshoes' (data.horseshoes)
+    or 'shapes', sixteen classes of everyday silhouettes (data.shapes; image i is of class i mod 16, so
+    count=320 is 20 images a class, like a small folder). image_size: side of square
+    images, or [height, width]. count: how many built-in images (None: an endless stream of new ones).
     labels: 'auto' reads classes from the data (a folder's first-level subfolders when there are two
     or more; the built-in horseshoes with rotation 'four', by the direction they open to), 'none'
     trains without classes. classes: the class names found, filled in when training starts and saved
-    with the run (set it only to pin them). balance_classes: draw every class equally often.
+    with the run (set it only to pin them). balance_classes: draw every class equally often (None, auto: when
+    the largest class has at least twice the smallest's images; config.with_balance).
 
     hflip, vflip, rot90: flips and quarter turns the model is not told of, so they show in its
     samples (fit for data that looks the same mirrored). augment_p: non-leaking augmentation
@@ -36,6 +40,7 @@ class DataConfig:
     """
 
     path: str | None = None
+    builtin: str = "horseshoes"
     image_size: int | tuple[int, int] = 32
     channels: int = 1
     fit: str = "pad"
@@ -54,7 +59,7 @@ class DataConfig:
     seed: int = 0
     labels: str = "auto"
     classes: tuple[str, ...] = ()
-    balance_classes: bool = False
+    balance_classes: bool | None = None
 
     def __post_init__(self) -> None:
         size = self.image_size
@@ -87,8 +92,12 @@ class DataConfig:
             raise ValueError(f"data.labels must be one of {', '.join(LABELS)}, got {self.labels!r}")
         if len(set(self.classes)) != len(self.classes) or "" in self.classes:
             raise ValueError(f"data.classes must be distinct non-empty names, got {list(self.classes)}")
+        if self.builtin not in BUILTINS:
+            raise ValueError(f"data.builtin must be one of {', '.join(BUILTINS)}, got {self.builtin!r}")
         if self.path is None and self.height != self.width:
-            raise ValueError(f"built-in horseshoes are square; got data.image_size={list(self.image_size)}")
+            raise ValueError(f"built-in {self.builtin} are square; got data.image_size={list(self.image_size)}")
+        if self.is_builtin_shapes and self.style != "silhouette":
+            raise ValueError(f"the built-in shapes come as silhouettes only; got data.style={self.style!r}")
 
     @property
     def height(self) -> int:
@@ -101,12 +110,17 @@ class DataConfig:
     @property
     def is_builtin_silhouette(self) -> bool:
         """The built-in one-channel horseshoe silhouettes: the data metrics.shape can check samples against."""
-        return self.path is None and self.style == "silhouette" and self.channels == 1
+        return self.path is None and self.builtin == "horseshoes" and self.style == "silhouette" and self.channels == 1
+
+    @property
+    def is_builtin_shapes(self) -> bool:
+        """The built-in many-class silhouettes (data.shapes)."""
+        return self.path is None and self.builtin == "shapes"
 
     @property
     def has_directions(self) -> bool:
         """The built-in horseshoes labelled by the direction they open to (rotation 'four')."""
-        return self.path is None and self.rotation == "four" and self.labels == "auto"
+        return self.path is None and self.builtin == "horseshoes" and self.rotation == "four" and self.labels == "auto"
 
     @property
     def shape(self) -> tuple[int, int, int]:

@@ -10,7 +10,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from horseshoe.data import horseshoes
+from horseshoe.data import horseshoes, shapes
 from horseshoe.data.config import DataConfig
 from horseshoe.data.folder import ImageFolder, load_image
 from horseshoe.data.transforms import Augmentation, parse_colour, to_model_range
@@ -99,10 +99,52 @@ class Horseshoes:
         return horseshoes.flipped_directions(labels, a.hflip.numpy(), a.vflip.numpy(), a.turns.numpy())
 
 
-def build_dataset(config: DataConfig) -> Horseshoes | ImageFolder:
+class Shapes:
+    """The built-in many-class silhouettes (data.shapes): `count` images rendered once, or an endless stream.
+
+    Labelled by class unless data.labels is 'none'; flips and turns keep the class (a mirrored key is a key).
+    """
+
+    def __init__(self, config: DataConfig) -> None:
+        self.config, self.count = config, config.count
+        self.classes = shapes.CLASSES if config.labels == "auto" else ()
+        self.images = None if self.count is None else self._render(np.arange(self.count))
+
+    def _render(self, indices: np.ndarray) -> np.ndarray:
+        images, _ = shapes.render_labelled(self.config.seed, indices, self.config.height)
+        return _match_channels(images, self.config.channels)
+
+    @property
+    def endless(self) -> bool:
+        return self.count is None
+
+    def __len__(self) -> int:
+        if self.count is None:
+            raise TypeError("an endless shape stream has no length")
+        return self.count
+
+    def get_batch(self, indices: np.ndarray) -> np.ndarray:
+        return self.images[indices] if self.images is not None else self._render(indices)
+
+    def get_labels(self, indices: np.ndarray) -> np.ndarray:
+        """Class indices (int64, into shapes.CLASSES)."""
+        if not self.classes:
+            raise TypeError("these shapes are unlabelled (data.labels is 'none')")
+        return shapes.class_of(indices)
+
+    def augmented_labels(self, labels: np.ndarray, augmentation: Augmentation) -> np.ndarray:
+        return labels
+
+
+def builtin_dataset(config: DataConfig) -> Horseshoes | Shapes:
+    """The built-in set data.builtin names, with the data section's count (None: endless)."""
+    return Shapes(config) if config.builtin == "shapes" else Horseshoes(config)
+
+
+def build_dataset(config: DataConfig) -> Horseshoes | Shapes | ImageFolder:
     """The dataset a DataConfig describes."""
     if config.path is None:
-        return Horseshoes(config)
+        return builtin_dataset(config)
     return ImageFolder(config.path, (config.height, config.width), config.channels, config.fit,
                        parse_colour(config.background), config.skip_bad, config.memory_budget_mb * 2**20,
                        config.labels)
@@ -161,12 +203,12 @@ def _image_set(dataset: Dataset, indices: np.ndarray) -> ImageSet:
 
 
 def builtin_set(config: DataConfig, start: int, count: int) -> ImageSet:
-    """Built-in horseshoes start .. start+count-1 of the endless stream with these data settings (and their classes)."""
-    return _image_set(Horseshoes(dataclasses.replace(config, count=None)), np.arange(start, start + count))
+    """Built-in images start .. start+count-1 of the endless stream with these data settings (and their classes)."""
+    return _image_set(builtin_dataset(dataclasses.replace(config, count=None)), np.arange(start, start + count))
 
 
 def builtin_images(config: DataConfig, start: int, count: int) -> torch.Tensor:
-    """Built-in horseshoes start .. start+count-1 of the endless stream with these data settings, in [-1, 1]."""
+    """Built-in images start .. start+count-1 of the endless stream with these data settings, in [-1, 1]."""
     return builtin_set(config, start, count).images
 
 
