@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from horseshoe.config import build_config, with_classes
+from horseshoe.config import Config, build_config, merge, with_balance, with_classes
 from horseshoe.data import BatchLoader, DataConfig, ImageFolder, build_dataset, find_classes
 from horseshoe.data.horseshoes import DIRECTIONS, render_labelled
 from horseshoe.data.transforms import to_uint8
@@ -147,3 +147,14 @@ def test_labels_resume_and_split_over_ranks_like_the_images(tmp_path):
         parts = [r.next_with_labels() for r in ranks]
         assert torch.equal(images, torch.cat([p[0] for p in parts]))
         assert torch.equal(labels, torch.cat([p[1] for p in parts]))
+
+
+def test_auto_balance_draws_uneven_classes_evenly_and_says_why():
+    config = merge(Config(), {"data": {"classes": ["a", "b"]}, "model": {"num_classes": 2}})
+    even, line = with_balance(config, {"a": 20, "b": 30})
+    assert even.data.balance_classes is False and "drawn in proportion" in line and "1.5x" in line
+    uneven, line = with_balance(config, {"a": 5, "b": 10})
+    assert uneven.data.balance_classes is True and "drawn evenly" in line and "5 to 10 images" in line
+    told, line = with_balance(merge(config, {"data": {"balance_classes": False}}), {"a": 1, "b": 100})
+    assert told.data.balance_classes is False and "data.balance_classes = false" in line
+    assert with_balance(Config(), {}) == (Config(), "")

@@ -7,6 +7,7 @@ from training_helpers import cli_args
 
 from horseshoe.cli import main
 from horseshoe.config import from_dict, load_toml
+from horseshoe.data import shapes
 
 
 def test_a_train_run_writes_its_page_with_working_links_and_its_config_as_toml(tmp_path, capsys):
@@ -26,3 +27,19 @@ def test_a_train_run_writes_its_page_with_working_links_and_its_config_as_toml(t
     saved = from_dict(__import__("json").loads((out / "config.json").read_text()))
     assert load_toml(tmp_path / "run.toml") == saved
     assert f"horseshoe sample {out}" in page and "dpmpp_2m_sde, 2 steps" in page
+
+
+def test_a_run_with_many_classes_shows_a_labelled_row_per_class_with_the_judges_reading(tmp_path, capsys):
+    out = tmp_path / "shapes"
+    args = ["train", "--data", "shapes", "--out", str(out), "--steps", "1", "--no-progress",
+            *cli_args("data.count=32", "train.batch_size=16")]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "16 classes: arrow (2), bell (2)" in printed and "drawn in proportion to their images" in printed
+    page = (out / "index.html").read_text()
+    names = re.findall(r'<div class="class"><h3>([^<]+)</h3>', page)
+    assert names == list(shapes.CLASSES)
+    pictures = re.findall(r'src="(classes/\d{3}\.png)"', page)
+    assert len(pictures) == 16 and all((out / p).is_file() for p in pictures)
+    assert page.count("judged ") == 16 and page.count("near-copies ") >= 16
+    assert f"horseshoe sample {out} --class arrow" in page

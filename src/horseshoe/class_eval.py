@@ -4,7 +4,11 @@ class accuracy on the built-in four-direction horseshoes, and both against the g
 For every class the same number of samples is drawn with the same seed; SWD and novelty compare them
 with the training images of that class alone, so a model that draws the right shapes for the wrong
 class scores badly. The accuracy is the share of samples asked for a direction whose opening faces
-it (metrics.shape: `opening`); the horseshoe rate is the share that passes the shape check at all.
+it (metrics.shape: `opening`); the horseshoe rate is the share that passes the shape check at all. On
+the built-in shapes, the judge (metrics.judge) reads each sample: its judged share is the share read as
+the class asked for, set beside the judge's accuracy on fresh real images of that class. The variety is
+the samples' mean pairwise distance over the class's training images' own: near 1 where the class
+varies as the data does, near 0 where it collapsed to one shape.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import torch
 
 from horseshoe.data import ImageSet, training_set
 from horseshoe.data.transforms import to_uint8
+from horseshoe.metrics.judge import judge_for, per_class_accuracy
 from horseshoe.metrics.novelty import novelty
 from horseshoe.metrics.shape import horseshoe_rate, opening_accuracy
 from horseshoe.metrics.swd import SWDReference
@@ -29,8 +34,9 @@ from horseshoe.sampling import SampleConfig
 
 @dataclass(frozen=True)
 class ClassScore:
-    """One class's samples: SWD x1e3 against its training images, near-copies, and on the built-in
-    four-direction silhouettes the accuracy and the horseshoe rate."""
+    """One class's samples: SWD x1e3 against its training images, near-copies, variety, and on the built-in
+    four-direction silhouettes the accuracy and the horseshoe rate, on the built-in shapes the judged share
+    (`accuracy`) beside the judge's accuracy on real images of the class (`judge_real`)."""
 
     name: str
     samples: int
@@ -39,12 +45,22 @@ class ClassScore:
     accuracy: float | None = None
     horseshoe_rate: float | None = None
     training_images: int | None = None  # as the run's log counted them (None: not logged, or endless)
+    variety: float | None = None  # None: fewer than 2 samples or training images
+    judge_real: float | None = None
+
+    @property
+    def judged_ratio(self) -> float | None:
+        """The judged share over the judge's accuracy on real images of the class (None without a judge)."""
+        return None if self.judge_real is None or self.accuracy is None else self.accuracy / self.judge_real
 
     def to_json(self) -> dict:
         out = {"class": self.name, "samples": self.samples, "swd_x1e3_mean": self.swd,
-               "near_copy_fraction": self.near_copy_fraction, "training_images": self.training_images}
+               "near_copy_fraction": self.near_copy_fraction, "training_images": self.training_images,
+               "variety": self.variety}
         if self.accuracy is not None:
             out.update(accuracy=self.accuracy, horseshoe_rate=self.horseshoe_rate)
+        if self.judge_real is not None:
+            out.update(judge_real_accuracy=self.judge_real, judged_ratio=self.judged_ratio)
         return out
 
 
@@ -72,6 +88,12 @@ class GuidanceScore:
     def horseshoe_rate(self) -> float | None:
         return _mean([c.horseshoe_rate for c in self.classes])
 
+    @property
+    def worst_judged_ratio(self) -> float | None:
+        """The lowest class's judged share over the judge's real-image accuracy (None without a judge)."""
+        ratios = [c.judged_ratio for c in self.classes]
+        return None if None in ratios or not ratios else float(min(ratios))
+
     def to_json(self) -> dict:
         out = {"guidance": self.scale, "swd_x1e3_class_mean": self.swd, "seconds": round(self.seconds, 2),
                "per_class": [c.to_json() for c in self.classes]}
@@ -86,7 +108,11 @@ class GuidanceScore:
 
     def line(self) -> str:
         """One line of the summary."""
-        extra = "" if self.accuracy is None else f", accuracy {self.accuracy:.1%}, horseshoes {self.horseshoe_rate:.1%}"
+        extra = "" if self.accuracy is None else f", accuracy {self.accuracy:.1%}"
+        if self.horseshoe_rate is not None:
+            extra += f", horseshoes {self.horseshoe_rate:.1%}"
+        if self.worst_judged_ratio is not None:
+            extra += f", lowest class at {self.worst_judged_ratio:.2f} of the judge's real-image accuracy"
         return f"w = {self.scale:g}: per-class SWD {self.swd:.2f}{extra}, {self.seconds:.1f} s"
 
 
@@ -103,6 +129,17 @@ class ClassReference:
         d = run.config.data
         self.flips = (d.hflip, d.vflip, d.rot90)
         self.directions = d.is_builtin_silhouette and d.has_directions  # the accuracy can be measured
+        self.judge = judge_for(d, run.classes)
+        self.spread = [mean_distance(images) for images in self.images]
+
+
+def mean_distance(images: torch.Tensor) -> float | None:
+    """The mean L2 distance between two different images of a set (None for fewer than two)."""
+    if len(images) < 2:
+        return None
+    flat = images.flatten(1).float()
+    distances = torch.cdist(flat, flat)
+    return float(distances.sum() / (len(flat) * (len(flat) - 1)))
 
 
 def logged_counts(run: LoadedRun) -> dict[str, int | None]:
@@ -127,15 +164,22 @@ def score_classes(run: LoadedRun, reference: ClassReference, config: SampleConfi
     samples = run.generate(config, len(labels), seed, batch_size, labels=labels)
     seconds = time.perf_counter() - started
     scores, counts = [], logged_counts(run)
+    judged = None
+    if reference.judge is not None:
+        judged = per_class_accuracy(reference.judge.predict(samples), labels.numpy(), classes)
     for c, name in enumerate(run.classes):
         mine, training = samples[labels == c], reference.images[c]
         copies = novelty(mine, training, *reference.flips, seed=seed).near_copy_fraction if len(training) > 1 else None
-        accuracy = rate = None
+        accuracy = rate = judge_real = None
         if reference.directions:
             pixels = to_uint8(mine) / 255.0
             accuracy, rate = opening_accuracy(pixels, [name] * len(mine)), horseshoe_rate(pixels)
+        elif judged is not None:
+            accuracy, judge_real = float(judged[c]), reference.judge.real_accuracy[c]
+        spread, own = mean_distance(mine), reference.spread[c]
+        variety = None if spread is None or not own else spread / own
         scores.append(ClassScore(name, len(mine), reference.swd[c].distance(mine).mean, copies, accuracy, rate,
-                                 counts.get(name)))
+                                 counts.get(name), variety, judge_real))
     return GuidanceScore(config.guidance, seconds, tuple(scores))
 
 

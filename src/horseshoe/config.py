@@ -215,8 +215,35 @@ def with_classes(config: Config, classes: tuple[str, ...]) -> Config:
     return merge(config, {"model": {"num_classes": len(classes)}, "data": {"classes": list(classes)}})
 
 
+# Auto balance: draw every class equally often once the largest class has this many times the smallest's
+# images; below it the classes are drawn as they come (near-even classes gain nothing from repeating images).
+UNEVEN_CLASSES = 2.0
+
+
+def with_balance(config: Config, counts: dict[str, int | None]) -> tuple[Config, str]:
+    """The config with data.balance_classes resolved (None: auto) and one line saying how classes are drawn and
+    why ('' without classes). counts: images per class (None for the endless stream, always even)."""
+    d = config.data
+    if not counts:
+        return config, ""
+    sizes = [n for n in counts.values() if n is not None]
+    if not sizes:
+        return merge(config, {"data": {"balance_classes": bool(d.balance_classes)}}), \
+            f"classes: {len(counts)}, drawn evenly by the built-in stream"
+    low, high = min(sizes), max(sizes)
+    spread = f"{low} images each" if low == high else f"{low} to {high} images"
+    if d.balance_classes is None:
+        on = high >= UNEVEN_CLASSES * low
+        why = (f"auto: the largest class has {high / low:.1f}x the smallest's images, "
+               f"{'at least' if on else 'under'} {UNEVEN_CLASSES:g}x")
+    else:
+        on, why = d.balance_classes, f"data.balance_classes = {str(d.balance_classes).lower()}"
+    how = "drawn evenly, the smaller classes' images repeated" if on else "drawn in proportion to their images"
+    return merge(config, {"data": {"balance_classes": on}}), f"classes: {len(counts)} ({spread}), {how} ({why})"
+
+
 # EDM uses 0.12 (Karras et al. 2022, App. C.4). With the edge repeated (data.augment_border), 0.25 kept 20
-# silhouettes at 3-4% near-copies in ten minutes where 0.2 reached 8% (README, "Measured: twenty images")
+# silhouettes at 3-4% near-copies in ten minutes where 0.2 reached 8% (docs/measurements/tiny-data.md)
 AUTO_AUGMENT_P = 0.25
 SMALL_FOLDER = 1000  # auto augmentation: on for folders of fewer images than this
 
@@ -231,14 +258,16 @@ def with_augmentation(config: Config, images: int | None) -> tuple[Config, str]:
     """
     d = config.data
     p = d.augment_p
+    folder = d.path is not None or d.is_builtin_shapes  # the built-in shapes stand for a user's folder
+    what = f"a folder of {images:,} images" if d.path is not None else f"{images:,} built-in shapes" if images else ""
     if p is not None:
         why = f"data.augment_p = {p:g}"
-    elif d.path is not None and images is not None and images < SMALL_FOLDER:
-        p, why = AUTO_AUGMENT_P, f"auto: a folder of {images} images, fewer than {SMALL_FOLDER:,}"
+    elif folder and images is not None and images < SMALL_FOLDER:
+        p, why = AUTO_AUGMENT_P, f"auto: {what}, fewer than {SMALL_FOLDER:,}"
     else:
         p = 0.0
-        why = ("auto: the built-in horseshoes" if d.path is None else
-               f"auto: a folder of {images:,} images, {SMALL_FOLDER:,} or more")
+        why = ("auto: the built-in horseshoes" if not folder else
+               "auto: an endless stream" if images is None else f"auto: {what}, {SMALL_FOLDER:,} or more")
     on = bool(p and d.augment)
     if on:
         line = (f"augmentation: on, each of {', '.join(d.augment)} with probability {p:g}, the network told which "

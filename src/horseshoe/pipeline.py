@@ -22,7 +22,8 @@ from horseshoe.config import Config
 from horseshoe.copies import CopyCheck
 from horseshoe.data import class_counts, training_images
 from horseshoe.data.transforms import to_uint8
-from horseshoe.metrics.novelty import novelty
+from horseshoe.metrics.judge import judge_for, per_class_accuracy
+from horseshoe.metrics.novelty import NEAR_COPY_RATIO, novelty
 from horseshoe.metrics.swd import SWDReference
 from horseshoe.training import checkpoint, distributed
 from horseshoe.training.hooks import CheckpointHook, LogHook, PostHocEMAHook
@@ -32,18 +33,50 @@ from horseshoe.viz.grid import display_scale, make_grid, save_png
 from horseshoe.viz.plots import plot_loss
 
 
-def sample_grid(trainer: Trainer, path: Path, count: int = 64, progress: str | None = None) -> torch.Tensor:
+def class_columns(classes: int, count: int = 256) -> int:
+    """Samples drawn of each class for the end-of-training grid: about `count` in all, 2 to 8 a class (16
+    classes: 8 each; 70: 3; 200: 2)."""
+    return max(2, min(8, count // classes))
+
+
+def sample_grid(trainer: Trainer, path: Path, count: int = 64,
+                progress: str | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """A grid of samples from the EMA weights with the run's sampler settings, saved at `path`; with
-    classes, a row per class (up to 8 images each, at the run's sample.guidance). Returns the samples."""
+    classes, a row per class (class_columns each, at the run's sample.guidance). Returns the samples and
+    their class indices (None without classes)."""
     count, labels, columns = min(count, trainer.config.sample.count), None, None
     if trainer.conditional:
         classes = trainer.config.model.num_classes
-        columns = max(1, min(8, count // classes))
+        columns = class_columns(classes)
         labels = torch.arange(classes).repeat_interleave(columns)
         count = len(labels)
     images = trainer.ema_samples(count, labels, progress)
     save_png(make_grid(to_uint8(images), columns, scale=display_scale(trainer.config.data.height)), path)
-    return images
+    return images, labels
+
+
+def class_rows(out: Path, trainer: Trainer, samples: torch.Tensor, labels: torch.Tensor,
+               found: CopyCheck) -> list[report.ClassRow]:
+    """A labelled row per class for the run's page: its samples (RUN/classes/NNN.png), training images, the
+    judge's reading where one exists (the built-in shapes) and its near-copies."""
+    config = trainer.config
+    names, asked = config.data.classes, labels.numpy()
+    judge = judge_for(config.data, names)
+    judged = None if judge is None else per_class_accuracy(judge.predict(samples), asked, len(names))
+    counts = class_counts(trainer.state.dataset)
+    ratios = None if found.novelty is None else found.novelty.ratios
+    rows = []
+    for c, name in enumerate(names):
+        mine = samples[labels == c]
+        src = f"classes/{c:03d}.png"
+        save_png(make_grid(to_uint8(mine), len(mine), scale=display_scale(config.data.height)), out / src)
+        facts = [] if counts.get(name) is None else [f"{counts[name]} training images"]
+        if judged is not None:
+            facts.append(f"judged {judged[c]:.0%} (real images: {judge.real_accuracy[c]:.0%})")
+        if ratios is not None:
+            facts.append(f"near-copies {float((ratios[asked == c] < NEAR_COPY_RATIO).mean()):.0%}")
+        rows.append(report.ClassRow(name, src, tuple(facts)))
+    return rows
 
 
 class SampleGridHook(Hook):
@@ -113,6 +146,7 @@ class RunResult:
     classes: dict[str, int | None]  # images per class ({} without classes; None for the endless stream)
     copies: CopyCheck | None = None  # the end-of-training samples' near-copies (None: no end pictures)
     augment: str = ""  # one line: non-leaking augmentation on or off, and why (config.with_augmentation)
+    balance: str = ""  # one line: how classes are drawn, and why ('' without classes; config.with_balance)
 
 
 def run_hooks(run_dir: Path, progress: bool) -> list[Hook]:
@@ -128,8 +162,10 @@ def check_copies(trainer: Trainer, samples: torch.Tensor, out: Path) -> CopyChec
     return copies.check(samples, training, config.data, out / "copies.png", seed=config.train.seed)
 
 
-def write_page(out: Path, trainer: Trainer, result: TrainResult, found: CopyCheck) -> Path:
-    """RUN/index.html: samples, near-copies, loss curve and numbers, the config as TOML, the next commands."""
+def write_page(out: Path, trainer: Trainer, result: TrainResult, found: CopyCheck,
+               classes: list[report.ClassRow] | None = None) -> Path:
+    """RUN/index.html: samples (a labelled row per class for a run with classes), near-copies, loss curve and
+    numbers, the config as TOML, the next commands."""
     config = trainer.config
     sc = config.sample.for_sampler(trainer.schedule)
     rows = {"steps": result.step, "steps trained by this call": result.steps_trained,
@@ -140,8 +176,15 @@ def write_page(out: Path, trainer: Trainer, result: TrainResult, found: CopyChec
     commands = [f"horseshoe sample {out} --count 64 --out {out}/samples", f"horseshoe evaluate {out}",
                 f"horseshoe train --out {out} --resume --steps {2 * result.step}"]
     report.add_section(out, "copies", "Near-copies of training images", found.section("copies.png"), order=15)
-    return report.run_sections(out, "samples.png", f"{min(64, sc.count)} samples from the EMA weights "
-                               f"({sc.sampler}, {sc.steps} steps)", rows, config.to_toml(), commands)
+    how = f"from the EMA weights ({sc.sampler}, {sc.steps} steps"
+    if classes:
+        commands.insert(1, f"horseshoe sample {out} --class {classes[0].name} --guidance {sc.guidance:g} "
+                        f"--out {out}/samples-{classes[0].name}")
+        caption = f"{len(classes)} classes, samples {how}, guidance {sc.guidance:g}); the whole grid: samples.png"
+        body = report.class_rows(classes, caption)
+        return report.run_sections(out, "samples.png", "", rows, config.to_toml(), commands, samples_html=body)
+    return report.run_sections(out, "samples.png", f"{min(64, sc.count)} samples {how})", rows, config.to_toml(),
+                               commands)
 
 
 def prepare_run_dir(out: Path, resume: str | Path | None, overwrite: bool, main: bool = True) -> Path | None:
@@ -189,11 +232,13 @@ def train(config: Config, out: str | Path, resume: str | Path | None = None, pro
             raise NonFiniteLoss(f"{error}; {where}") from None
         if trainer.world.is_main and result.steps_trained and result.stop_reason != "signal":
             plot_loss(read_metrics(out), out / "loss.png")
-            samples = sample_grid(trainer, out / "samples.png", progress="samples.png" if progress else None)
+            samples, labels = sample_grid(trainer, out / "samples.png", progress="samples.png" if progress else None)
             found_copies = check_copies(trainer, samples, out)
-            write_page(out, trainer, result, found_copies)
+            rows = None if labels is None else class_rows(out, trainer, samples, labels, found_copies)
+            write_page(out, trainer, result, found_copies, rows)
     finally:
         trainer.close()
     return RunResult(run_dir=out, training=result, checkpoint=checkpoint.latest(out), resumed_from=found,
                      stop_signal=trainer.stop_signal, classes=class_counts(trainer.state.dataset),
-                     copies=found_copies, augment=trainer.state.augment_line)
+                     copies=found_copies, augment=trainer.state.augment_line,
+                     balance=trainer.state.classes_line)

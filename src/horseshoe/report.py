@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,9 @@ figure { display: inline-block; margin: 0.6em 1em 0.6em 0; vertical-align: top; 
 figure img { image-rendering: pixelated; border: 1px solid #ccc; max-width: 100%; }
 figcaption { font-size: 0.9em; color: #555; max-width: 520px; }
 table { border-collapse: collapse; } td, th { padding: 0.25em 0.8em; border-bottom: 1px solid #eee; text-align: left; }
+.classes { display: grid; grid-template-columns: repeat(auto-fill, minmax(260px, 1fr)); gap: 0.6em 1.2em; }
+.class h3 { margin: 0.2em 0; font-size: 1em; } .class img { image-rendering: pixelated; width: 100%; }
+.class p { margin: 0; font-size: 0.85em; color: #555; }
 pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
 """
 
@@ -50,11 +55,28 @@ def preformatted(text: str) -> str:
     return f"<pre>{html.escape(text, quote=False)}</pre>"
 
 
+@dataclass(frozen=True)
+class ClassRow:
+    """One class on the page: its name, a picture of its samples (relative to the run directory), short facts."""
+
+    name: str
+    picture: str
+    facts: tuple[str, ...] = ()
+
+
+def class_rows(rows: Sequence[ClassRow], caption: str) -> str:
+    """A labelled row of samples per class, wrapping into as many columns as the page is wide."""
+    cards = "".join(f'<div class="class"><h3>{html.escape(r.name)}</h3><a href="{html.escape(r.picture)}">'
+                    f'<img src="{html.escape(r.picture)}" alt="samples of {html.escape(r.name)}"></a>'
+                    + "".join(f"<p>{html.escape(fact)}</p>" for fact in r.facts) + "</div>" for r in rows)
+    return note(caption) + f'<div class="classes">{cards}</div>'
+
+
 def run_sections(run_dir: str | Path, samples: str, caption: str, training: dict[str, Any], config_toml: str,
-                 commands: list[str]) -> Path:
-    """The sections every run's page has: samples, training (loss curve and numbers), the config as a
-    TOML file one could start from, and the commands to run next."""
-    add_section(run_dir, "samples", "Samples", figure(samples, caption), order=10)
+                 commands: list[str], samples_html: str | None = None) -> Path:
+    """The sections every run's page has: samples (the picture, or samples_html), training (loss curve and
+    numbers), the config as a TOML file one could start from, and the commands to run next."""
+    add_section(run_dir, "samples", "Samples", samples_html or figure(samples, caption), order=10)
     add_section(run_dir, "training", "Training",
                 figure("loss.png", "training loss per logged step") + table(training), order=30)
     add_section(run_dir, "config", "Config (as a file for --config)", preformatted(config_toml), order=90)

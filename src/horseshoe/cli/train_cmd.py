@@ -80,8 +80,10 @@ def run(args: argparse.Namespace) -> int:
     if done.resumed_from is not None:
         print(f"resumed from {done.resumed_from}")
     if done.classes:
-        counts = ", ".join(name if n is None else f"{name} ({n})" for name, n in done.classes.items())
-        print(f"{len(done.classes)} classes: {counts}")
+        named = [name if n is None else f"{name} ({n})" for name, n in done.classes.items()]
+        shown = ", ".join(named[:16]) + (f", ... ({len(named) - 16} more)" if len(named) > 16 else "")
+        print(f"{len(done.classes)} classes: {shown}")
+        print(done.balance)
     print(done.augment)
     how = {StopReason.SIGNAL: "stopped by signal",
            StopReason.TIME: "stopped at the time limit (train.minutes or train.max_minutes)",

@@ -39,6 +39,8 @@ class LogHook(Hook):
                       "device": str(trainer.device), "precision": trainer.precision,
                       "processes": trainer.world.world_size, **trainer.device_settings,
                       "augment": trainer.state.augment_line}
+            if trainer.state.classes_line:
+                record["balance"] = trainer.state.classes_line
             if trainer.conditional:  # images per class (null for the endless horseshoe stream)
                 record["classes"] = class_counts(trainer.state.dataset)
             self.log.write(record)
