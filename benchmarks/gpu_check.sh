@@ -3,7 +3,7 @@
 #
 #   install   a CUDA torch and the package: where python3 already has a CUDA torch (this workplace's
 #             H200 image: torch 2.11, no network), that python3 with PYTHONPATH=src, plus any wheels
-#             carried in .whl/ (diffusers, denoising-diffusion-pytorch: README, "One GPU"); elsewhere a
+#             carried in .whl/ (diffusers, denoising-diffusion-pytorch: docs/measurements/gpu.md); elsewhere a
 #             venv with `pip install -e .[test,bench]` (torch==2.13.0 from PyPI is a CUDA build on Linux)
 #             and lucidrains' package --no-deps, as `make bench` does
 #   tests     the tests that take a device, on cuda (HORSESHOE_TEST_DEVICES=cpu,cuda, and -k cuda keeps

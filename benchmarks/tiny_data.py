@@ -1,4 +1,4 @@
-"""Tiny folders (issue 16): after the same time budget, with and without augmentation, are the samples
+"""Tiny folders: after the same time budget, with and without augmentation, are the samples
 horseshoes, are they new, and are they like held-out images?
 
 For each style (the grey silhouettes, and the colour 'rendered' horseshoes) and each N in --counts:
@@ -20,7 +20,7 @@ rotations only (--rotations) must give samples that still open up or down.
     nice -n 10 python benchmarks/tiny_data.py --out runs/tiny_data [--minutes 10] [--counts 20 100 1000]
         [--variant on data.augment_p=0.15 --variant exact "data.augment=['xflip','translate']" ...] [--tag NAME]
 
-The issue's target: 20 images, 10 minutes on 2 CPU cores: >= 90% pass the shape check, <= 10%
+The bar for tiny data: 20 images, 10 minutes on 2 CPU cores: >= 90% pass the shape check, <= 10%
 near-copies, median NN ratio >= 0.5. With the defaults: 13 runs of --minutes each (~2.2 hours at 10
 minutes) plus sampling. Writes benchmarks/results/tiny_data-<date>.json and .md and prints the table.
 """

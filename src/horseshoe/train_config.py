@@ -31,7 +31,7 @@ class TrainConfig:
     2022), so that a run with classes also learns the unconditional model guidance needs. 0.5, not
     the paper's 0.1: in a short run the "no class" output learns mostly from the dropped labels; at
     the demo's budget half of them (with model.class_embed_std 0.3) took its SWD from 1.5-1.9 times an
-    unconditional run's to 1.06-1.14 times, and the classes held (README, "Classes and guidance").
+    unconditional run's to 1.06-1.14 times, and the classes held (docs/measurements/classes.md).
     posthoc_ema: the relative widths sigma_rel of power-function EMAs to keep beside the EMA (EDM2 keeps
     [0.05, 0.1]; empty: none), saved posthoc_snapshots times over the run into RUN/posthoc_ema, from
     which `sample --ema-length` reconstructs any length after training (training.posthoc_ema).

@@ -29,14 +29,15 @@ import torch.nn.functional as F
 
 AUGMENTATIONS = ("xflip", "yflip", "rotate90", "translate", "scale", "aniso", "rotate")
 # The default: the four that keep the data's way up. With all seven, 5-7% of the samples of 20 upright
-# silhouettes came out turned (README, "Measured: twenty images").
+# silhouettes came out turned (docs/measurements/tiny-data.md).
 DEFAULT_AUGMENT = ("xflip", "translate", "scale", "aniso")
 AUGMENT_DIM = 11  # the vector's length, whichever transforms are enabled (VECTOR_LAYOUT)
 UNIFORMS = 16  # random numbers per image (draw_params says which is which)
 # What fills the frame where a move uncovers it (torch.nn.functional.pad's names), and grid_sample's name for each
 _GRID_PADDING = {"reflect": "reflection", "replicate": "border"}
 BORDERS = tuple(_GRID_PADDING)
-DEFAULT_BORDER = "replicate"  # 20 silhouettes: 98-99% pass the shape check where the mirror gave 89% (README)
+# 20 silhouettes: 98-99% pass the shape check where the mirror gave 89% (docs/measurements/tiny-data.md)
+DEFAULT_BORDER = "replicate"
 TRANSLATE_MAX = 0.125  # integer shifts up to this fraction of the width and height (EDM's translate)
 SCALE_STD = 0.2  # log2 of the isotropic scale ~ N(0, SCALE_STD^2) (EDM's scale_std)
 ANISO_STD = 0.2  # log2 of the stretch along a random axis ~ N(0, ANISO_STD^2) (EDM's aniso_std)

@@ -29,12 +29,12 @@ class UNetConfig:
     (pixel unshuffle / shuffle, lossless): the network then works at 1/p of the image size, p^2
     times cheaper per level, as in Hoogeboom et al. 2023 ("simple diffusion"). num_classes > 0 adds
     a class embedding (training sets it from the data's classes; 0: unconditional). The defaults are
-    the demo's, measured on a 2-core CPU (README): widths 64-128-128, attention in the middle only.
+    the demo's, measured on a 2-core CPU (docs/tuning.md): widths 64-128-128, attention in the middle only.
     augment_dim > 0 adds a bias-free linear map of that many augmentation parameters (training sets
     it when data.augment_p > 0; 0: none). class_embed_std scales the class rows' N(0, 1) start (1: as
     ADM and nn.Embedding, rows about twice the time embedding's length; 0: every class, and no class,
     starts as the time embedding alone, and AdamW grows them too slowly for a short run). 0.3: the
-    classes are told apart from the first step without drowning the time embedding (README).
+    classes are told apart from the first step without drowning the time embedding (docs/measurements/classes.md).
     """
 
     base_channels: int = 64

@@ -27,8 +27,8 @@ class SampleConfig:
     conditional model elsewhere (None: guide at every step); see horseshoe.diffusion.Guidance.
     w = 2 on [0.3, 5] was measured on the four-direction horseshoes (with the classes' earlier
     training defaults): the accuracy of w = 2 everywhere (99.6% against 100%) at about the per-class
-    SWD of w = 1 (32 against 55; README, "Classes and guidance").
-    The defaults are the demo's, measured on its model (README, "Which sampler, how many steps").
+    SWD of w = 1 (32 against 55; docs/measurements/classes.md).
+    The defaults are the demo's, measured on its model (docs/measurements/quality.md).
     """
 
     sampler: str = "dpmpp_2m_sde"

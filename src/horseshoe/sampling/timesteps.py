@@ -5,7 +5,7 @@ The three spacings as defined in diffusers (Lin et al. 2023, Table 2), for T=100
   leading:  arange(N) * (T // N), reversed -> 900, 800, ..., 0
   linspace: round(linspace(0, T-1, N)), reversed -> 999, 888, ..., 0
 'trailing' starts from t = T-1, so sampling begins where training's noise ends. The sample
-section defaults to 'karras' with lambda_min = -3 (measured, see README).
+section defaults to 'karras' with lambda_min = -3 (measured: docs/measurements/quality.md).
 
 'karras' spaces the steps in noise level instead of t (Karras et al. 2022, Eq. 5): with
 sigma_t = sqrt((1 - abar_t) / abar_t), the i-th of N levels is
@@ -17,7 +17,7 @@ lambda_min (diffusers' lambda_min_clipped) leaves out the timesteps whose half l
 lambda_t = log(sqrt(abar_t) / sqrt(1 - abar_t)) is below it, and spaces the steps over the rest:
 sampling then starts from pure noise at the noisiest kept level. With the cosine schedule the last
 few timesteps fall off a cliff (abar_999 = 2.4e-9, abar_998 = 2.4e-6): a few-step sampler spends a
-whole step crossing them and lands off the data (measured on the demo model, see README).
+whole step crossing them and lands off the data (measured on the demo model: docs/measurements/quality.md).
 """
 
 from __future__ import annotations
