@@ -22,14 +22,12 @@ from horseshoe.class_eval import GuidanceScore, class_scores
 from horseshoe.config import Config
 from horseshoe.data import build_dataset, builtin_images, subset_images, training_images
 from horseshoe.data.transforms import to_uint8
-from horseshoe.metrics import fid, inception, likelihood
+from horseshoe.metrics import inception, likelihood
+from horseshoe.metrics.fid import FIDResult, fid_kid
 from horseshoe.metrics.novelty import NoveltyResult, novelty
 from horseshoe.metrics.shape import horseshoe_rate
 from horseshoe.metrics.swd import SWDReference, SWDResult
 from horseshoe.runs import LoadedRun, load_run
-
-FID_NOTE = (f"FID/KID skipped: no Inception weights. Download {inception.WEIGHTS_URL} and pass "
-            f"--inception-weights PATH (or put it in ~/.cache/torch/hub/checkpoints/)")
 
 
 @dataclass(frozen=True)
@@ -138,25 +136,6 @@ class HeldOut:
 
 
 @dataclass(frozen=True)
-class FIDResult:
-    """FID and KID against the reference, or the note saying why they were skipped."""
-
-    fid: float | None = None
-    kid: float | None = None
-    kid_std: float | None = None
-    weights: str | None = None
-    skipped: str | None = None
-
-    def to_json(self) -> dict:
-        if self.skipped:
-            return {"skipped": self.skipped}
-        return {"fid": self.fid, "kid": self.kid, "kid_std": self.kid_std, "weights": self.weights}
-
-    def line(self) -> str:
-        return self.skipped or f"FID {self.fid:.2f}, KID {self.kid:.4f} +- {self.kid_std:.4f}"
-
-
-@dataclass(frozen=True)
 class EvalResult:
     """Everything `horseshoe evaluate` measured; eval.json is to_json(), the printout summary()."""
 
@@ -240,10 +219,20 @@ class EvalResult:
         if self.classes is not None:
             rows["classes (training images)"] = self.classes.names()
         for row in (self.classes, *self.guidance_sweep) if self.classes is not None else ():
-            shapes = "" if row.accuracy is None else (f", accuracy {row.accuracy:.1%}, "
-                                                      f"horseshoes {row.horseshoe_rate:.1%}")
-            rows[f"by class at guidance {row.scale:g}"] = f"per-class SWD {row.swd:.2f}{shapes}, {row.seconds:.1f} s"
+            rows[f"by class at guidance {row.scale:g}"] = guidance_cell(row)
         return rows
+
+
+def guidance_cell(score: GuidanceScore) -> str:
+    """One guidance scale on the page: the numbers of its summary line (GuidanceScore.line), from its fields."""
+    cells = [f"per-class SWD {score.swd:.2f}"]
+    if score.accuracy is not None:
+        cells.append(f"accuracy {score.accuracy:.1%}")
+    if score.horseshoe_rate is not None:
+        cells.append(f"horseshoes {score.horseshoe_rate:.1%}")
+    if score.worst_judged_ratio is not None:
+        cells.append(f"lowest class at {score.worst_judged_ratio:.2f} of the judge's real-image accuracy")
+    return ", ".join([*cells, f"{score.seconds:.1f} s"])
 
 
 def quality(samples: torch.Tensor, reference: SWDReference, config: Config) -> Quality:
@@ -266,17 +255,6 @@ def sweep(run: LoadedRun, options: EvalOptions, reference: SWDReference, out_dir
         rows.append(SweepRow(name, config.steps, seconds, quality(samples, reference, run.config)))
     plot_sweep([(r.sampler, r.steps, r.seconds, r.quality.swd.mean) for r in rows], out_dir / "sweep.png")
     return tuple(rows)
-
-
-def fid_kid(weights_path: Path | None, samples: torch.Tensor, reference: torch.Tensor, run: LoadedRun,
-            seed: int) -> FIDResult:
-    """FID and KID with the FID Inception network, or a note when its weights are not there."""
-    if weights_path is None:
-        return FIDResult(skipped=FID_NOTE)
-    model = inception.load_inception(weights_path).to(run.device)
-    a, b = fid.inception_features(model, samples), fid.inception_features(model, reference)
-    kid_mean, kid_std = fid.kid_from_features(a, b, seed=seed)
-    return FIDResult(fid=fid.fid_from_features(a, b), kid=kid_mean, kid_std=kid_std, weights=str(weights_path))
 
 
 def evaluate(run_dir: str | Path, options: EvalOptions, weights: str = "ema", device: str = "auto",
@@ -329,7 +307,7 @@ def evaluate(run_dir: str | Path, options: EvalOptions, weights: str = "ema", de
         run=run_dir, checkpoint=run.checkpoint, step=run.step, weights=weights, sampler=config.sampler,
         sampler_steps=config.steps, lambda_min=config.lambda_min, samples=options.count, seed=options.seed,
         sampling_seconds=sampling_seconds, reference=described, quality=found_quality, novelty=found,
-        heldout=held_out, fid=fid_kid(weights_path, samples, reference, run, options.seed),
+        heldout=held_out, fid=fid_kid(weights_path, samples, reference, run.device, options.seed),
         sweep=sweep(run, options, swd_reference, out_dir) if options.sweep else (), classes=by_class,
         guidance_sweep=guided)
     (run_dir / "eval.json").write_text(json.dumps(result.to_json(), indent=2))

@@ -5,15 +5,21 @@ FID is the Fréchet distance between Gaussians fitted to the two feature sets:
 The trace of the matrix square root is taken as the sum of square roots of the eigenvalues of
 S1^(1/2) S2 S1^(1/2), which is symmetric and positive semi-definite, in float64.
 KID is the unbiased MMD^2 with the cubic polynomial kernel k(x, y) = (x.y / d + 1)^3, averaged over
-random subsets.
+random subsets. fid_kid measures both with the FID Inception network (metrics.inception), or says why not.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 import torch
 
-from horseshoe.metrics.inception import FIDInception
+from horseshoe.metrics.inception import WEIGHTS_URL, FIDInception, load_inception
+
+FID_NOTE = (f"FID/KID skipped: no Inception weights. Download {WEIGHTS_URL} and pass "
+            f"--inception-weights PATH (or put it in ~/.cache/torch/hub/checkpoints/)")
 
 
 def _sym_sqrt(matrix: torch.Tensor) -> torch.Tensor:
@@ -64,3 +70,33 @@ def inception_features(model: FIDInception, images: torch.Tensor, batch_size: in
     device = next(model.parameters()).device
     return torch.cat([model(images[i:i + batch_size].float().to(device)).cpu()
                       for i in range(0, images.shape[0], batch_size)])
+
+
+@dataclass(frozen=True)
+class FIDResult:
+    """FID and KID against the reference, or the note saying why they were skipped."""
+
+    fid: float | None = None
+    kid: float | None = None
+    kid_std: float | None = None
+    weights: str | None = None
+    skipped: str | None = None
+
+    def to_json(self) -> dict:
+        if self.skipped:
+            return {"skipped": self.skipped}
+        return {"fid": self.fid, "kid": self.kid, "kid_std": self.kid_std, "weights": self.weights}
+
+    def line(self) -> str:
+        return self.skipped or f"FID {self.fid:.2f}, KID {self.kid:.4f} +- {self.kid_std:.4f}"
+
+
+def fid_kid(weights_path: Path | None, samples: torch.Tensor, reference: torch.Tensor, device: torch.device,
+            seed: int) -> FIDResult:
+    """FID and KID with the FID Inception network, or a note when its weights are not there."""
+    if weights_path is None:
+        return FIDResult(skipped=FID_NOTE)
+    model = load_inception(weights_path).to(device)
+    a, b = inception_features(model, samples), inception_features(model, reference)
+    kid_mean, kid_std = kid_from_features(a, b, seed=seed)
+    return FIDResult(fid=fid_from_features(a, b), kid=kid_mean, kid_std=kid_std, weights=str(weights_path))
