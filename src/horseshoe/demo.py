@@ -1,4 +1,5 @@
-"""The demo: train on the built-in horseshoes, then draw every picture of the run into one folder.
+"""The demo: train on the built-in horseshoes the way `horseshoe train` does (pipeline.train, which writes
+the run's page), then draw every picture of the run into one folder and add them to the page.
 
     RUN/samples/grid.png, RUN/samples/000.png ... 063.png   new horseshoes
     RUN/noising.png      the forward process on training images
@@ -6,7 +7,7 @@
     RUN/sampling.gif     a grid of samples forming (predicted x0 beside)
     RUN/loss.png         the training loss
     RUN/copies.png       the samples closest to a training image, beside it (horseshoe.copies)
-    RUN/index.html       all of the above with the config and the numbers
+    RUN/samples.png, RUN/index.html, ...   what every trained run has (pipeline), with the above added
 """
 
 from __future__ import annotations
@@ -21,18 +22,15 @@ import torch
 
 from horseshoe import copies, report
 from horseshoe.config import Config, apply_overrides, load_toml
-from horseshoe.data import first_images
+from horseshoe.data import build_dataset, first_images
 from horseshoe.data.transforms import to_uint8
 from horseshoe.metrics.shape import horseshoe_rate
-from horseshoe.pipeline import check_copies, run_hooks
+from horseshoe.pipeline import train
 from horseshoe.runs import load_run
 from horseshoe.training import checkpoint
-from horseshoe.training.runlog import read_metrics
-from horseshoe.training.trainer import Trainer, TrainResult
 from horseshoe.viz.gif import save_gif
 from horseshoe.viz.grid import display_scale, save_png, save_samples
 from horseshoe.viz.pictures import default_noise_timesteps, denoising_picture, noising_picture, sampling_frames
-from horseshoe.viz.plots import plot_loss
 
 PICTURES = ("samples/grid.png", "noising.png", "denoising.png", "sampling.gif", "loss.png")  # also in --gallery
 
@@ -86,19 +84,6 @@ class DemoResult:
     copies: copies.CopyCheck
 
 
-def train_demo(config: Config, out: Path, progress: bool) -> tuple[TrainResult, Trainer]:
-    """Train (or continue a previous demo run in `out` up to the budget)."""
-    trainer = Trainer(config, run_hooks(out, progress))
-    try:
-        found = checkpoint.latest(out)
-        if found is not None:
-            checkpoint.clean_stale(out)
-            trainer.resume(found)
-        return trainer.fit(), trainer
-    finally:
-        trainer.close()
-
-
 @dataclass(frozen=True)
 class Drawn:
     """What drawing the pictures measured."""
@@ -129,21 +114,28 @@ def draw_pictures(out: Path, config: Config, count: int = 64, seed: int = 0, pro
     gif_config = run.sampler("ddim", 100)
     frames = sampling_frames(run.records(gif_config, 9, seed), 40, 100, with_x0=True, scale=scale)
     save_gif(frames, out / "sampling.gif", fps=12, hold_seconds=2.5)
-    plot_loss(read_metrics(out), out / "loss.png", title="demo training loss")
     return Drawn(f"{sample_config.sampler}, {sample_config.steps} steps", sampling_seconds, rate, drawn)
 
 
-def write_page(out: Path, config: Config, demo: DemoReport) -> Path:
-    page = report.run_sections(
-        out, "samples/grid.png", f"64 new horseshoes from the EMA weights ({demo.sampler})", demo.rows(),
-        config.to_toml(), [f"horseshoe sample {out} --count 64 --out {out}/more", f"horseshoe evaluate {out}",
-                           f"horseshoe animate {out} --with-x0", f"horseshoe demo --out {out} --set train.steps=1300"])
+def add_demo_sections(out: Path, demo: DemoReport) -> Path:
+    """The demo's own sections on the run's page (which `horseshoe train`'s writer made): its 64 samples and
+    numbers, and the pictures of how diffusion makes them."""
+    samples = report.figure("samples/grid.png", f"64 new horseshoes from the EMA weights ({demo.sampler})")
+    report.add_section(out, "demo", "The demo", samples + report.table(demo.rows()), order=5)
     how = (report.figure("sampling.gif", "sampling 9 images with DDIM (100 steps): x_t left, predicted x0 right")
            + report.figure("noising.png", "forward process: training images at increasing t (same noise per row)")
            + report.figure("denoising.png", f"backward process ({demo.sampler}): x_t and the predicted x0 at "
                                             f"chosen sampler steps"))
-    report.add_section(out, "process", "How diffusion makes them", how, order=20)
-    return page
+    return report.add_section(out, "process", "How diffusion makes them", how, order=20)
+
+
+def copies_of(samples: torch.Tensor, config: Config, out: Path) -> copies.CopyCheck:
+    """Near-copies among the demo's samples against the images training held, on the page in place of those of the
+    end-of-training grid (sample.count of them)."""
+    training = copies.training_reference(build_dataset(config.data), config.data, config.train.seed)
+    found = copies.check(samples, training, config.data, out / "copies.png", seed=config.train.seed)
+    report.add_section(out, "copies", "Near-copies of training images", found.section("copies.png"), order=15)
+    return found
 
 
 def run_demo(out: str | Path, overrides: list[str] | None = None, gallery: str | Path | None = None,
@@ -154,18 +146,19 @@ def run_demo(out: str | Path, overrides: list[str] | None = None, gallery: str |
     if fresh and out.exists():
         shutil.rmtree(out)
     config = demo_config(overrides)
-    trained, trainer = train_demo(config, out, progress)
+    # The one way to train a run: `horseshoe train`'s, which also writes the page; an earlier demo continues.
+    done = train(config, out, resume=checkpoint.latest(out), progress=progress)
+    trained = done.training
     drawn = draw_pictures(out, config, progress=progress)
-    found = check_copies(trainer, drawn.samples, out)  # against the images training held, as `horseshoe train` does
+    found = copies_of(drawn.samples, config, out)  # the demo's own 64 samples, which it shows and scores
     demo = DemoReport(steps=trained.step, steps_trained=trained.steps_trained, training_seconds=trained.seconds,
                       images_per_sec=trained.images_per_sec, final_loss=trained.loss, stop_reason=trained.stop_reason,
-                      device=str(trainer.device), precision=trainer.precision,
-                      parameters=sum(p.numel() for p in trainer.state.model.parameters()), sampler=drawn.sampler,
-                      sampling_seconds=drawn.sampling_seconds, horseshoe_rate=drawn.horseshoe_rate,
+                      device=done.device, precision=done.precision, parameters=done.parameters,
+                      sampler=drawn.sampler, sampling_seconds=drawn.sampling_seconds,
+                      horseshoe_rate=drawn.horseshoe_rate,
                       near_copies=found.novelty.near_copy_fraction if found.novelty else None,
                       seconds=time.perf_counter() - started)
-    report.add_section(out, "copies", "Near-copies of training images", found.section("copies.png"), order=15)
-    page = write_page(out, config, demo)
+    page = add_demo_sections(out, demo)
     pictures = [out / p for p in PICTURES] + ([found.picture] if found.picture else []) + [page]
     if gallery is not None:
         gallery = Path(gallery)

@@ -147,6 +147,9 @@ class RunResult:
     copies: CopyCheck | None = None  # the end-of-training samples' near-copies (None: no end pictures)
     augment: str = ""  # one line: non-leaking augmentation on or off, and why (config.with_augmentation)
     balance: str = ""  # one line: how classes are drawn, and why ('' without classes; config.with_balance)
+    device: str = ""
+    precision: str = ""
+    parameters: int = 0
 
 
 def run_hooks(run_dir: Path, progress: bool) -> list[Hook]:
@@ -241,4 +244,5 @@ def train(config: Config, out: str | Path, resume: str | Path | None = None, pro
     return RunResult(run_dir=out, training=result, checkpoint=checkpoint.latest(out), resumed_from=found,
                      stop_signal=trainer.stop_signal, classes=class_counts(trainer.state.dataset),
                      copies=found_copies, augment=trainer.state.augment_line,
-                     balance=trainer.state.classes_line)
+                     balance=trainer.state.classes_line, device=str(trainer.device), precision=trainer.precision,
+                     parameters=sum(p.numel() for p in trainer.state.model.parameters()))
