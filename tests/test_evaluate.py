@@ -1,7 +1,6 @@
 """`horseshoe evaluate` and training-time evaluation on a tiny run."""
 
 import html
-import itertools
 import json
 import re
 
@@ -12,7 +11,6 @@ from training_helpers import tiny_trainer
 from horseshoe.class_eval import ClassScore, GuidanceScore
 from horseshoe.cli import main
 from horseshoe.data import training_images
-from horseshoe.evaluate import guidance_cell
 from horseshoe.metrics.inception import FIDInception
 from horseshoe.runs import LoadedRun
 from horseshoe.training.runlog import read_metrics
@@ -98,11 +96,12 @@ def test_eval_every_logs_quality_beside_the_loss(tmp_path):
     assert all("loss" in r and "near_copy_fraction" in r for r in evaluated)  # merged with the step's loss
 
 
-def test_a_guidance_scale_shows_on_the_page_the_numbers_of_its_summary_line():
-    # The page cell is built from the fields; the summary line says the same after "w = ...: ".
-    for accuracy, rate, judge in itertools.product((None, 0.75), (None, 0.5), (None, 0.9)):
-        scores = tuple(ClassScore(name, 2, 10.0 + i, 0.0, accuracy=None if accuracy is None else accuracy - i / 10,
-                                  horseshoe_rate=rate, judge_real=None if accuracy is None else judge)
-                       for i, name in enumerate("ab"))
-        for score in (GuidanceScore(2.0, 3.456, scores), GuidanceScore(0.5, 1.0, scores)):
-            assert score.line() == f"w = {score.scale:g}: {guidance_cell(score)}"
+def test_a_guidance_scale_says_the_means_and_the_lowest_class_against_the_judge():
+    # Two classes: judged 75% and 65% where the judge reads 90% of real images; the lowest is 0.65 / 0.9.
+    scores = tuple(ClassScore(name, 2, 10.0 + i, 0.0, accuracy=0.75 - i / 10, judge_real=0.9)
+                   for i, name in enumerate("ab"))
+    line = GuidanceScore(2.0, 3.456, scores).line()
+    assert line == ("w = 2: per-class SWD 10.50, accuracy 70.0%, lowest class at 0.72 of the judge's real-image "
+                    "accuracy, 3.5 s")
+    plain = GuidanceScore(0.5, 1.0, tuple(ClassScore(n, 2, 4.0, 0.0) for n in "ab")).line()
+    assert plain == "w = 0.5: per-class SWD 4.00, 1.0 s"

@@ -106,14 +106,20 @@ class GuidanceScore:
         return ", ".join(c.name if c.training_images is None else f"{c.name} ({c.training_images})"
                          for c in self.classes)
 
+    def numbers(self) -> str:
+        """Its numbers, comma-separated: the summary line's and the page's cell."""
+        cells = [f"per-class SWD {self.swd:.2f}"]
+        if self.accuracy is not None:
+            cells.append(f"accuracy {self.accuracy:.1%}")
+        if self.horseshoe_rate is not None:
+            cells.append(f"horseshoes {self.horseshoe_rate:.1%}")
+        if self.worst_judged_ratio is not None:
+            cells.append(f"lowest class at {self.worst_judged_ratio:.2f} of the judge's real-image accuracy")
+        return ", ".join([*cells, f"{self.seconds:.1f} s"])
+
     def line(self) -> str:
         """One line of the summary."""
-        extra = "" if self.accuracy is None else f", accuracy {self.accuracy:.1%}"
-        if self.horseshoe_rate is not None:
-            extra += f", horseshoes {self.horseshoe_rate:.1%}"
-        if self.worst_judged_ratio is not None:
-            extra += f", lowest class at {self.worst_judged_ratio:.2f} of the judge's real-image accuracy"
-        return f"w = {self.scale:g}: per-class SWD {self.swd:.2f}{extra}, {self.seconds:.1f} s"
+        return f"w = {self.scale:g}: {self.numbers()}"
 
 
 class ClassReference:

@@ -219,20 +219,8 @@ class EvalResult:
         if self.classes is not None:
             rows["classes (training images)"] = self.classes.names()
         for row in (self.classes, *self.guidance_sweep) if self.classes is not None else ():
-            rows[f"by class at guidance {row.scale:g}"] = guidance_cell(row)
+            rows[f"by class at guidance {row.scale:g}"] = row.numbers()
         return rows
-
-
-def guidance_cell(score: GuidanceScore) -> str:
-    """One guidance scale on the page: the numbers of its summary line (GuidanceScore.line), from its fields."""
-    cells = [f"per-class SWD {score.swd:.2f}"]
-    if score.accuracy is not None:
-        cells.append(f"accuracy {score.accuracy:.1%}")
-    if score.horseshoe_rate is not None:
-        cells.append(f"horseshoes {score.horseshoe_rate:.1%}")
-    if score.worst_judged_ratio is not None:
-        cells.append(f"lowest class at {score.worst_judged_ratio:.2f} of the judge's real-image accuracy")
-    return ", ".join([*cells, f"{score.seconds:.1f} s"])
 
 
 def quality(samples: torch.Tensor, reference: SWDReference, config: Config) -> Quality:
