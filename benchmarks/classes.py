@@ -30,12 +30,12 @@ import numpy as np
 import torch
 
 import horseshoe
-from horseshoe.class_eval import ClassReference, score_classes
 from horseshoe.config import apply_overrides
 from horseshoe.data import builtin_images, training_images
 from horseshoe.data.transforms import to_uint8
 from horseshoe.metrics.shape import horseshoe_rate
 from horseshoe.metrics.swd import SWDReference
+from horseshoe.runs.by_class import ClassReference, score_classes
 
 HERE = Path(__file__).resolve().parent
 

@@ -36,8 +36,8 @@ class Built:
 
 def demo_model(size: int) -> Built:
     """horseshoe's default network (the demo's: 2x2 patches, widths 64-128-128), one channel."""
-    from horseshoe.demo import demo_config
     from horseshoe.models import UNet
+    from horseshoe.runs.demo import demo_config
 
     config = demo_config([f"data.image_size={size}"])
     net = UNet(config.model, config.data.shape)

@@ -57,7 +57,7 @@ DATA = ("horseshoes", "digits")
 def base_config(data: str, digits_dir: Path | None, overrides: list[str]):
     """The demo config (horseshoe's recipe and the shared data section), for the digits on their folder:
     unlabelled (unconditional), and never mirrored (a mirrored 2 is no digit)."""
-    from horseshoe.demo import demo_config
+    from horseshoe.runs.demo import demo_config
 
     shared = [o for o in overrides if o.split("=", 1)[0].strip().startswith("data.") or
               o.split("=", 1)[0].strip() == "train.seed"]
@@ -95,7 +95,7 @@ class Scorer:
 
     def score(self, images: torch.Tensor) -> dict:
         """{'swd': SWD x1e3, 'good': valid/recognised share, (digits) 'covered', 'evenness', 'histogram'}."""
-        from horseshoe.evaluate import quality
+        from horseshoe.runs.evaluate import quality
 
         found = quality(images, self.reference, self.config)
         out = {"swd": found.swd.mean, "good": found.horseshoe_rate}

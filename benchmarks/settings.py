@@ -34,7 +34,7 @@ def measure(variant: str, device: str, steps: int, warmup: int) -> dict:
     """Steady-state images/s of the demo config with the variant's overrides, in this process."""
     import torch
 
-    from horseshoe.demo import demo_config
+    from horseshoe.runs.demo import demo_config
     from horseshoe.runtime import keep_memory_mapped
     from horseshoe.training.trainer import Trainer
 

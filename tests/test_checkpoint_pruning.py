@@ -13,7 +13,7 @@ from test_nothing_lost import snapshot
 from training_helpers import tiny_trainer
 
 from horseshoe.cli import main
-from horseshoe.runs import load_run
+from horseshoe.runs.load import load_run
 from horseshoe.training import checkpoint
 
 WEIGHTS = ("model", "ema", "rng")  # what a weights-only checkpoint still holds

@@ -10,11 +10,11 @@ import torch
 from PIL import Image
 from training_helpers import tiny_trainer
 
-from horseshoe.class_eval import class_scores
 from horseshoe.cli import main
 from horseshoe.diffusion import NO_CLASS
 from horseshoe.diffusion.objectives import draw_noise, drop_labels
-from horseshoe.runs import load_run
+from horseshoe.runs.by_class import class_scores
+from horseshoe.runs.load import load_run
 from horseshoe.training import checkpoint
 
 FOUR = "data.rotation='four'"

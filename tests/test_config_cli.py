@@ -4,7 +4,7 @@ import pytest
 
 from horseshoe.cli import main
 from horseshoe.config import SAVED_BEFORE, Config, build_config, from_dict, load_toml
-from horseshoe.demo import demo_config
+from horseshoe.runs.demo import demo_config
 
 
 @pytest.mark.parametrize("config", [

@@ -6,7 +6,7 @@ from PIL import Image
 from training_helpers import TINY
 
 from horseshoe.cli import main
-from horseshoe.demo import PICTURES, demo_config
+from horseshoe.runs.demo import PICTURES, demo_config
 
 FAST = [arg for item in TINY + ["train.steps=2", "data.count=16", "train.max_minutes=5"] for arg in ("--set", item)]
 

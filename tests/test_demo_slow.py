@@ -6,8 +6,8 @@ from browser_helpers import assert_a_page, need_chromium, render
 from PIL import Image
 from training_helpers import run_cli
 
-from horseshoe.demo import PICTURES
 from horseshoe.metrics.shape import analyse, is_horseshoe
+from horseshoe.runs.demo import PICTURES
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from training_helpers import tiny_trainer
 
 from horseshoe.cli import main
 from horseshoe.data.transforms import to_uint8
-from horseshoe.runs import load_run
+from horseshoe.runs.load import load_run
 from horseshoe.sampling.edit import finish
 from horseshoe.viz.gif import read_gif
 from horseshoe.viz.grid import display_scale

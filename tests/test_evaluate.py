@@ -8,11 +8,11 @@ import pytest
 import torch
 from training_helpers import tiny_trainer
 
-from horseshoe.class_eval import ClassScore, GuidanceScore
 from horseshoe.cli import main
 from horseshoe.data import training_images
 from horseshoe.metrics.inception import FIDInception
-from horseshoe.runs import LoadedRun
+from horseshoe.runs.by_class import ClassScore, GuidanceScore
+from horseshoe.runs.load import LoadedRun
 from horseshoe.training.runlog import read_metrics
 
 FAST = ["--count", "8", "--heldout", "4", "--bpd-timesteps", "3", "--steps", "2"]

@@ -18,7 +18,7 @@ LAYERS = [
     ("config",),
     ("training",),
     ("metrics", "viz"),
-    ("evaluate", "class_eval", "copies", "demo", "report", "runs", "pipeline"),
+    ("runs",),  # everything that makes or reads a run directory; its modules may use each other
     ("cli", "__main__"),
 ]
 SHARED_LAYERS = {6, 7}  # whose groups may import each other
@@ -73,8 +73,8 @@ def test_no_module_imports_a_layer_above_or_beside_it():
 
 @pytest.mark.parametrize("module", ["horseshoe.diffusion", "horseshoe.sampling", "horseshoe.models"])
 def test_a_low_layer_loads_no_trainer_pictures_or_plots(module):
-    code = (f"import sys, {module}; heavy = ['horseshoe.training', 'horseshoe.viz', 'horseshoe.demo', "
-            f"'horseshoe.runs', 'matplotlib', 'PIL']; print([m for m in heavy if m in sys.modules])")
+    code = (f"import sys, {module}; heavy = ['horseshoe.training', 'horseshoe.viz', 'horseshoe.runs', "
+            f"'matplotlib', 'PIL']; print([m for m in heavy if m in sys.modules])")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
@@ -92,3 +92,12 @@ def test_the_command_line_loads_no_trainer_before_a_command_trains():
     code = "import sys, horseshoe.cli.app; print('horseshoe.training.trainer' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.split() == ["False"], done.stderr
+
+
+@pytest.mark.parametrize("module", ["horseshoe.runs.page", "horseshoe.runs.memorisation"])
+def test_one_runs_module_loads_alone_and_the_package_names_load_on_first_use(module):
+    code = (f"import sys, {module}; before = 'horseshoe.runs.load' in sys.modules; "
+            "from horseshoe.runs import LoadedRun, load_run; import horseshoe.runs.load as load; "
+            "print(before, load_run is load.load_run and LoadedRun is load.LoadedRun)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["False", "True"], done.stderr

@@ -5,7 +5,7 @@ import pytest
 import torch
 from training_helpers import tiny_trainer
 
-from horseshoe.runs import load_run
+from horseshoe.runs.load import load_run
 from horseshoe.training.posthoc_ema import (
     PowerEMA,
     gamma_of,

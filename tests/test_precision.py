@@ -11,7 +11,7 @@ from training_helpers import on_device, tiny_config, tiny_trainer
 from horseshoe import runtime
 from horseshoe.data import builtin_images
 from horseshoe.diffusion.objectives import loss_from_noise
-from horseshoe.runs import load_run
+from horseshoe.runs.load import load_run
 from horseshoe.training.trainer import NonFiniteLoss, Trainer
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from training_helpers import deterministic_kernels, on_device, tiny_config, tiny_trainer
 
-from horseshoe.runs import load_run
+from horseshoe.runs.load import load_run
 from horseshoe.training import checkpoint
 from horseshoe.training.budget import TimeBudget
 from horseshoe.training.ema import EMA
@@ -143,16 +143,16 @@ def test_nonfinite_loss_stops_with_step_and_checkpoint(tmp_path):
 
 
 def test_nonfinite_loss_error_names_the_last_good_checkpoint(tmp_path, monkeypatch):
-    from horseshoe import pipeline
+    from horseshoe.runs import train as runs_train
 
     train(tmp_path / "run", "train.steps=2")
 
     def fails(self):
         raise NonFiniteLoss("loss became nan at step 3")
 
-    monkeypatch.setattr(pipeline.Trainer, "fit", fails)
+    monkeypatch.setattr(runs_train.Trainer, "fit", fails)
     with pytest.raises(NonFiniteLoss, match=r"at step 3; the last good checkpoint is '.*step-00000002'"):
-        pipeline.train(tiny_config("train.steps=4"), tmp_path / "run", resume=tmp_path / "run", progress=False)
+        runs_train.train(tiny_config("train.steps=4"), tmp_path / "run", resume=tmp_path / "run", progress=False)
 
 
 def test_nonfinite_steps_can_be_skipped(tmp_path):

@@ -28,7 +28,7 @@ def tiny_config(*extra: str):
 
 def tiny_trainer(run_dir: Path, *extra: str):
     """A Trainer of the tiny config with the hooks `horseshoe train` registers, writing into run_dir."""
-    from horseshoe.pipeline import run_hooks
+    from horseshoe.runs.train import run_hooks
     from horseshoe.training.trainer import Trainer
 
     return Trainer(tiny_config(*extra), run_hooks(Path(run_dir), progress=False))

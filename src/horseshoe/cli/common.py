@@ -77,7 +77,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
 
 def open_run(args: argparse.Namespace):
     """The run of the command's `run` argument, with the weights, device, EMA length and --set it was given."""
-    from horseshoe.runs import load_run
+    from horseshoe.runs.load import load_run
 
     return load_run(args.run, weights=args.weights, device=args.device, sample_overrides=args.overrides,
                     ema_length=args.ema_length)

@@ -18,7 +18,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     base = None
     if args.demo:
-        from horseshoe.demo import demo_config
+        from horseshoe.runs.demo import demo_config
 
         base = demo_config()
     print(config_from_args(args, base).to_toml(), end="")

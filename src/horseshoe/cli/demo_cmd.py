@@ -21,7 +21,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from horseshoe.demo import run_demo
+    from horseshoe.runs.demo import run_demo
 
     output_dir(args.out)
     result = run_demo(args.out, args.overrides, args.gallery, args.fresh, progress=not args.no_progress)

@@ -23,7 +23,7 @@ from horseshoe.cli.common import (
     positive_int,
 )
 from horseshoe.data.transforms import to_uint8
-from horseshoe.runs import Inversion, LoadedRun
+from horseshoe.runs.load import Inversion, LoadedRun
 from horseshoe.sampling import StepRecord, sampler_timesteps
 from horseshoe.sampling.edit import MASKS, inversion_config, repaint_length, round_trip_records, sdedit_start
 from horseshoe.viz.gif import save_gif

@@ -67,7 +67,7 @@ def parse_sweep(items: list[str]) -> tuple[tuple[str, int | None], ...]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from horseshoe.evaluate import EvalOptions, evaluate
+    from horseshoe.runs.evaluate import EvalOptions, evaluate
 
     options = EvalOptions(count=args.count, reference=args.reference, sampler=args.sampler, steps=args.steps,
                           eta=args.eta, seed=args.seed, batch_size=args.batch_size, heldout=args.heldout,

@@ -61,7 +61,7 @@ def _config(args: argparse.Namespace, base: Config | None) -> Config:
 
 
 def run(args: argparse.Namespace) -> int:
-    from horseshoe.pipeline import train
+    from horseshoe.runs.train import train
 
     out, base, resume_from = Path(args.out), None, None
     if args.resume:

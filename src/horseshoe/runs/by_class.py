@@ -28,7 +28,7 @@ from horseshoe.metrics.judge import judge_for, per_class_accuracy
 from horseshoe.metrics.novelty import novelty
 from horseshoe.metrics.shape import horseshoe_rate, opening_accuracy
 from horseshoe.metrics.swd import SWDReference
-from horseshoe.runs import LoadedRun
+from horseshoe.runs.load import LoadedRun
 from horseshoe.sampling import SampleConfig
 
 

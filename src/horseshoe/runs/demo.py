@@ -1,4 +1,4 @@
-"""The demo: train on the built-in horseshoes the way `horseshoe train` does (pipeline.train, which writes
+"""The demo: train on the built-in horseshoes the way `horseshoe train` does (`train` in runs.train, which writes
 the run's page), then draw every picture of the run into one folder and add them to the page.
 
     RUN/samples/grid.png, RUN/samples/000.png ... 063.png   new horseshoes
@@ -6,8 +6,8 @@ the run's page), then draw every picture of the run into one folder and add them
     RUN/denoising.png    x_t and the predicted x0 along sampling
     RUN/sampling.gif     a grid of samples forming (predicted x0 beside)
     RUN/loss.png         the training loss
-    RUN/copies.png       the samples closest to a training image, beside it (horseshoe.copies)
-    RUN/samples.png, RUN/index.html, ...   what every trained run has (pipeline), with the above added
+    RUN/copies.png       the samples closest to a training image, beside it (runs.memorisation)
+    RUN/samples.png, RUN/index.html, ...   what every trained run has (runs.train), with the above added
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ from pathlib import Path
 
 import torch
 
-from horseshoe import copies, report
 from horseshoe.config import Config, apply_overrides, load_toml
 from horseshoe.data import build_dataset, first_images
 from horseshoe.data.transforms import to_uint8
 from horseshoe.metrics.shape import horseshoe_rate
-from horseshoe.pipeline import train
-from horseshoe.runs import load_run
+from horseshoe.runs import memorisation, page
+from horseshoe.runs.load import load_run
+from horseshoe.runs.train import train
 from horseshoe.training import checkpoint
 from horseshoe.viz.gif import save_gif
 from horseshoe.viz.grid import display_scale, save_png, save_samples
@@ -66,7 +66,7 @@ class DemoReport:
                 "training seconds (this call)": round(self.training_seconds, 1),
                 "training images/s": round(self.images_per_sec, 1), "final loss": self.final_loss,
                 "stopped because": self.stop_reason, "device": self.device, "precision": self.precision,
-                "parameters": report.millions(self.parameters), "sampler": self.sampler,
+                "parameters": page.millions(self.parameters), "sampler": self.sampler,
                 "sampling seconds (64 images)": round(self.sampling_seconds, 2)}
         if self.horseshoe_rate is not None:
             rows["horseshoe rate (geometric check)"] = f"{self.horseshoe_rate:.0%}"
@@ -81,7 +81,7 @@ class DemoResult:
     out: Path
     report: DemoReport
     pictures: list[Path]
-    copies: copies.CopyCheck
+    copies: memorisation.CopyCheck
 
 
 @dataclass(frozen=True)
@@ -120,21 +120,21 @@ def draw_pictures(out: Path, config: Config, count: int = 64, seed: int = 0, pro
 def add_demo_sections(out: Path, demo: DemoReport) -> Path:
     """The demo's own sections on the run's page (which `horseshoe train`'s writer made): its 64 samples and
     numbers, and the pictures of how diffusion makes them."""
-    samples = report.figure("samples/grid.png", f"64 new horseshoes from the EMA weights ({demo.sampler})")
-    report.add_section(out, "demo", "The demo", samples + report.table(demo.rows()), order=5)
-    how = (report.figure("sampling.gif", "sampling 9 images with DDIM (100 steps): x_t left, predicted x0 right")
-           + report.figure("noising.png", "forward process: training images at increasing t (same noise per row)")
-           + report.figure("denoising.png", f"backward process ({demo.sampler}): x_t and the predicted x0 at "
+    samples = page.figure("samples/grid.png", f"64 new horseshoes from the EMA weights ({demo.sampler})")
+    page.add_section(out, "demo", "The demo", samples + page.table(demo.rows()), order=5)
+    how = (page.figure("sampling.gif", "sampling 9 images with DDIM (100 steps): x_t left, predicted x0 right")
+           + page.figure("noising.png", "forward process: training images at increasing t (same noise per row)")
+           + page.figure("denoising.png", f"backward process ({demo.sampler}): x_t and the predicted x0 at "
                                             f"chosen sampler steps"))
-    return report.add_section(out, "process", "How diffusion makes them", how, order=20)
+    return page.add_section(out, "process", "How diffusion makes them", how, order=20)
 
 
-def copies_of(samples: torch.Tensor, config: Config, out: Path) -> copies.CopyCheck:
+def copies_of(samples: torch.Tensor, config: Config, out: Path) -> memorisation.CopyCheck:
     """Near-copies among the demo's samples against the images training held, on the page in place of those of the
     end-of-training grid (sample.count of them)."""
-    training = copies.training_reference(build_dataset(config.data), config.data, config.train.seed)
-    found = copies.check(samples, training, config.data, out / "copies.png", seed=config.train.seed)
-    report.add_section(out, "copies", "Near-copies of training images", found.section("copies.png"), order=15)
+    training = memorisation.training_reference(build_dataset(config.data), config.data, config.train.seed)
+    found = memorisation.check(samples, training, config.data, out / "copies.png", seed=config.train.seed)
+    page.add_section(out, "copies", "Near-copies of training images", found.section("copies.png"), order=15)
     return found
 
 
@@ -158,8 +158,8 @@ def run_demo(out: str | Path, overrides: list[str] | None = None, gallery: str |
                       horseshoe_rate=drawn.horseshoe_rate,
                       near_copies=found.novelty.near_copy_fraction if found.novelty else None,
                       seconds=time.perf_counter() - started)
-    page = add_demo_sections(out, demo)
-    pictures = [out / p for p in PICTURES] + ([found.picture] if found.picture else []) + [page]
+    index = add_demo_sections(out, demo)
+    pictures = [out / p for p in PICTURES] + ([found.picture] if found.picture else []) + [index]
     if gallery is not None:
         gallery = Path(gallery)
         gallery.mkdir(parents=True, exist_ok=True)

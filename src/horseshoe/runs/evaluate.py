@@ -2,8 +2,8 @@
 
 Writes RUN/eval.json, RUN/eval/nearest.png (the most-copied samples beside their training
 neighbours), RUN/eval/sweep.png with --sweep, and an "Evaluation" section in RUN/index.html; when
-more than copies.COPY_WARNING_SHARE of the samples are near-copies, the summary and the page say so. A run
-with classes is also scored class by class (horseshoe.class_eval), and against the guidance scale
+more than memorisation.COPY_WARNING_SHARE of the samples are near-copies, the summary and the page say so. A run
+with classes is also scored class by class (runs.by_class), and against the guidance scale
 with --guidance-sweep (RUN/eval/guidance.png). Its main samples are drawn without a class.
 """
 
@@ -17,8 +17,6 @@ from pathlib import Path
 
 import torch
 
-from horseshoe import copies, report
-from horseshoe.class_eval import GuidanceScore, class_scores
 from horseshoe.config import Config
 from horseshoe.data import build_dataset, builtin_images, subset_images, training_images
 from horseshoe.data.transforms import to_uint8
@@ -27,7 +25,9 @@ from horseshoe.metrics.fid import FIDResult, fid_kid
 from horseshoe.metrics.novelty import NoveltyResult, novelty
 from horseshoe.metrics.shape import horseshoe_rate
 from horseshoe.metrics.swd import SWDReference, SWDResult
-from horseshoe.runs import LoadedRun, load_run
+from horseshoe.runs import memorisation, page
+from horseshoe.runs.by_class import GuidanceScore, class_scores
+from horseshoe.runs.load import LoadedRun, load_run
 
 
 @dataclass(frozen=True)
@@ -186,7 +186,7 @@ class EvalResult:
         if n is not None:
             lines.append(f"novelty: nearest-training-image distance / data spacing: median {n.ratio_median:.2f}, "
                          f"min {n.ratio_min:.2f}; near-copies (< 1/3): {n.near_copy_fraction:.1%}")
-        notice = copies.warning(n)
+        notice = memorisation.warning(n)
         if notice is not None:
             lines.append(notice)
         lines.append(f"variational bound: {bound.bits_per_dim:.3f} bits/dim on {bound.images} "
@@ -249,7 +249,7 @@ def evaluate(run_dir: str | Path, options: EvalOptions, weights: str = "ema", de
              ema_length: float | None = None) -> EvalResult:
     """Run every measurement on a trained run and write eval.json, pictures and the HTML section.
 
-    ema_length: a post-hoc EMA of that relative width (runs.load_run), reported as the weights 'ema@<width>'.
+    ema_length: a post-hoc EMA of that relative width (runs.load.load_run), reported as the weights 'ema@<width>'.
     """
     run = load_run(run_dir, weights=weights, device=device, sample_overrides=options.sample_overrides,
                    ema_length=ema_length)
@@ -274,12 +274,12 @@ def evaluate(run_dir: str | Path, options: EvalOptions, weights: str = "ema", de
     if floor is not None:
         found_quality = dataclasses.replace(found_quality, swd_floor=swd_reference.distance(floor).mean)
 
-    training = training_images(run.config.data, copies.TRAINING_LIMIT, options.seed)
+    training = training_images(run.config.data, memorisation.TRAINING_LIMIT, options.seed)
     d = run.config.data
     found = None
-    if training.shape[0] >= 2:  # one image has no spacing to measure with: copies.warning(None) says so
+    if training.shape[0] >= 2:  # one image has no spacing to measure with: memorisation.warning(None) says so
         found = novelty(samples, training, d.hflip, d.vflip, d.rot90, seed=options.seed)
-        copies.draw(samples, training, found, out_dir / "nearest.png")
+        memorisation.draw(samples, training, found, out_dir / "nearest.png")
     else:
         (out_dir / "nearest.png").unlink(missing_ok=True)  # an earlier evaluation's, of other weights
 
@@ -305,12 +305,12 @@ def evaluate(run_dir: str | Path, options: EvalOptions, weights: str = "ema", de
 
 def write_section(run_dir: Path, result: EvalResult) -> Path:
     """The Evaluation section of the run's index.html."""
-    notice = copies.warning(result.novelty)
-    body = (report.note(notice) if notice else "") + report.table(result.rows())
+    notice = memorisation.warning(result.novelty)
+    body = (page.note(notice) if notice else "") + page.table(result.rows())
     if result.novelty is not None:
-        body += report.figure("eval/nearest.png", copies.caption(result.novelty))
+        body += page.figure("eval/nearest.png", memorisation.caption(result.novelty))
     if result.sweep:
-        body += report.figure("eval/sweep.png", "quality against network evaluations and wall time")
+        body += page.figure("eval/sweep.png", "quality against network evaluations and wall time")
     if result.guidance_sweep:
-        body += report.figure("eval/guidance.png", "per-class quality (and accuracy) against the guidance scale")
-    return report.add_section(run_dir, "evaluation", "Evaluation", body, order=40)
+        body += page.figure("eval/guidance.png", "per-class quality (and accuracy) against the guidance scale")
+    return page.add_section(run_dir, "evaluation", "Evaluation", body, order=40)

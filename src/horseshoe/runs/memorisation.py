@@ -13,11 +13,11 @@ from pathlib import Path
 
 import torch
 
-from horseshoe import report
 from horseshoe.data import DataConfig, subset_images, training_images
 from horseshoe.data.dataset import Dataset
 from horseshoe.data.transforms import to_uint8
 from horseshoe.metrics.novelty import NEAR_COPY_RATIO, NoveltyResult, matched_images, most_copied, novelty
+from horseshoe.runs import page
 from horseshoe.viz.grid import display_scale, save_png
 from horseshoe.viz.nearest import pairs_picture
 
@@ -94,11 +94,11 @@ class CopyCheck:
     def section(self, src: str) -> str:
         """HTML for the run's page; src: the picture relative to the run directory."""
         if self.novelty is None:
-            return report.note(self.line())
+            return page.note(self.line())
         rows = {"samples": self.samples, "near-copies": f"{self.novelty.near_copy_fraction:.1%}",
                 "nearest-neighbour ratio (median)": self.novelty.ratio_median}
-        notice = report.note(self.warning) if self.warning else ""
-        return notice + report.table(rows) + report.figure(src, caption(self.novelty))
+        notice = page.note(self.warning) if self.warning else ""
+        return notice + page.table(rows) + page.figure(src, caption(self.novelty))
 
 
 def check(samples: torch.Tensor, training: torch.Tensor, data: DataConfig, picture: Path, seed: int = 0,

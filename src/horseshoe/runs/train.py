@@ -4,7 +4,7 @@ hooks that write the log, checkpoints, sample grids and quick evaluations, then 
     RUN/config.json  metrics.jsonl  checkpoints/  progress/step-*.png (train.sample_every)
     RUN/loss.png     samples.png    copies.png    index.html (when training ends)
 
-copies.png shows the samples of samples.png closest to a training image beside it (horseshoe.copies);
+copies.png shows the samples of samples.png closest to a training image beside it (runs.memorisation);
 when too many are near-copies, the run says so.
 """
 
@@ -17,14 +17,14 @@ from pathlib import Path
 
 import torch
 
-from horseshoe import copies, report
 from horseshoe.config import Config
-from horseshoe.copies import CopyCheck
 from horseshoe.data import class_counts, training_images
 from horseshoe.data.transforms import to_uint8
 from horseshoe.metrics.judge import judge_for, per_class_accuracy
 from horseshoe.metrics.novelty import NEAR_COPY_RATIO, novelty
 from horseshoe.metrics.swd import SWDReference
+from horseshoe.runs import memorisation, page
+from horseshoe.runs.memorisation import CopyCheck
 from horseshoe.training import checkpoint, distributed
 from horseshoe.training.hooks import CheckpointHook, LogHook, PostHocEMAHook
 from horseshoe.training.runlog import read_metrics, tensorboard_writer
@@ -56,7 +56,7 @@ def sample_grid(trainer: Trainer, path: Path, count: int = 64,
 
 
 def class_rows(out: Path, trainer: Trainer, samples: torch.Tensor, labels: torch.Tensor,
-               found: CopyCheck) -> list[report.ClassRow]:
+               found: CopyCheck) -> list[page.ClassRow]:
     """A labelled row per class for the run's page: its samples (RUN/classes/NNN.png), training images, the
     judge's reading where one exists (the built-in shapes) and its near-copies."""
     config = trainer.config
@@ -75,7 +75,7 @@ def class_rows(out: Path, trainer: Trainer, samples: torch.Tensor, labels: torch
             facts.append(f"judged {judged[c]:.0%} (real images: {judge.real_accuracy[c]:.0%})")
         if ratios is not None:
             facts.append(f"near-copies {float((ratios[asked == c] < NEAR_COPY_RATIO).mean()):.0%}")
-        rows.append(report.ClassRow(name, src, tuple(facts)))
+        rows.append(page.ClassRow(name, src, tuple(facts)))
     return rows
 
 
@@ -161,12 +161,12 @@ def run_hooks(run_dir: Path, progress: bool) -> list[Hook]:
 def check_copies(trainer: Trainer, samples: torch.Tensor, out: Path) -> CopyCheck:
     """Near-copies among the end-of-training samples, against the training images already in memory."""
     config = trainer.config
-    training = copies.training_reference(trainer.state.dataset, config.data, config.train.seed)
-    return copies.check(samples, training, config.data, out / "copies.png", seed=config.train.seed)
+    training = memorisation.training_reference(trainer.state.dataset, config.data, config.train.seed)
+    return memorisation.check(samples, training, config.data, out / "copies.png", seed=config.train.seed)
 
 
 def write_page(out: Path, trainer: Trainer, result: TrainResult, found: CopyCheck,
-               classes: list[report.ClassRow] | None = None) -> Path:
+               classes: list[page.ClassRow] | None = None) -> Path:
     """RUN/index.html: samples (a labelled row per class for a run with classes), near-copies, loss curve and
     numbers, the config as TOML, the next commands."""
     config = trainer.config
@@ -175,18 +175,18 @@ def write_page(out: Path, trainer: Trainer, result: TrainResult, found: CopyChec
             "training seconds (this call)": round(result.seconds, 1),
             "training images/s (this call, with checkpoints and evaluations)": round(result.images_per_sec, 1),
             "stopped because": result.stop_reason, "device": str(trainer.device), "precision": trainer.precision,
-            "parameters": report.millions(sum(p.numel() for p in trainer.state.model.parameters()))}
+            "parameters": page.millions(sum(p.numel() for p in trainer.state.model.parameters()))}
     commands = [f"horseshoe sample {out} --count 64 --out {out}/samples", f"horseshoe evaluate {out}",
                 f"horseshoe train --out {out} --resume --steps {2 * result.step}"]
-    report.add_section(out, "copies", "Near-copies of training images", found.section("copies.png"), order=15)
+    page.add_section(out, "copies", "Near-copies of training images", found.section("copies.png"), order=15)
     how = f"from the EMA weights ({sc.sampler}, {sc.steps} steps"
     if classes:
         commands.insert(1, f"horseshoe sample {out} --class {classes[0].name} --guidance {sc.guidance:g} "
                         f"--out {out}/samples-{classes[0].name}")
         caption = f"{len(classes)} classes, samples {how}, guidance {sc.guidance:g}); the whole grid: samples.png"
-        body = report.class_rows(classes, caption)
-        return report.run_sections(out, "samples.png", "", rows, config.to_toml(), commands, samples_html=body)
-    return report.run_sections(out, "samples.png", f"{min(64, sc.count)} samples {how})", rows, config.to_toml(),
+        body = page.class_rows(classes, caption)
+        return page.run_sections(out, "samples.png", "", rows, config.to_toml(), commands, samples_html=body)
+    return page.run_sections(out, "samples.png", f"{min(64, sc.count)} samples {how})", rows, config.to_toml(),
                                commands)
 
 

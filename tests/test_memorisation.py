@@ -8,11 +8,11 @@ import pytest
 import torch
 from training_helpers import cli_args
 
-from horseshoe import copies
 from horseshoe.cli import main
 from horseshoe.data import DataConfig
 from horseshoe.data.transforms import to_model_range
 from horseshoe.metrics.novelty import NoveltyResult, matched_images, most_copied, novelty
+from horseshoe.runs import memorisation
 from horseshoe.training.trainer import Trainer
 from horseshoe.viz.nearest import PAIR_GAP, PAIR_SPACING, pairs_picture
 
@@ -61,27 +61,27 @@ def test_pairs_picture_puts_each_sample_left_of_its_neighbour_in_the_given_order
 
 
 def test_warning_only_above_the_threshold_in_one_line_with_what_to_do():
-    threshold = copies.COPY_WARNING_SHARE
-    assert copies.warning(result_with([0.1] + [1.0] * 9)) is None  # exactly 10%: at the threshold, fine
-    assert copies.warning(result_with([1.0] * 10)) is None
-    line = copies.warning(result_with([0.1, 0.2] + [1.0] * 8))
+    threshold = memorisation.COPY_WARNING_SHARE
+    assert memorisation.warning(result_with([0.1] + [1.0] * 9)) is None  # exactly 10%: at the threshold, fine
+    assert memorisation.warning(result_with([1.0] * 10)) is None
+    line = memorisation.warning(result_with([0.1, 0.2] + [1.0] * 8))
     assert line is not None and "\n" not in line and line.startswith("warning: 20% of 10 samples")
     assert "data.augment_p" in line and "fewer --steps" in line and "add images" in line
-    assert copies.warning(result_with([0.1, 0.2] + [1.0] * 8), threshold=0.25) is None
-    assert "every sample is a copy" in copies.warning(None)
+    assert memorisation.warning(result_with([0.1, 0.2] + [1.0] * 8), threshold=0.25) is None
+    assert "every sample is a copy" in memorisation.warning(None)
     assert threshold == 0.10
 
 
 def test_check_draws_the_pairs_and_warns_for_copies_not_for_new_images(tmp_path):
     training = images(12, 0)
     data = DataConfig(path="unused", hflip=True)
-    copied = copies.check(torch.cat([training[:3], training[3:6].flip(-1), images(2, 5)]), training, data,
-                          tmp_path / "copies.png")
+    copied = memorisation.check(torch.cat([training[:3], training[3:6].flip(-1), images(2, 5)]), training, data,
+                                tmp_path / "copies.png")
     assert copied.novelty.near_copy_fraction == pytest.approx(6 / 8) and copied.picture.is_file()
     assert copied.line() == copied.warning and copied.line().startswith("warning: 75% of 8 samples")
-    fresh = copies.check(images(8, 7), training, data, tmp_path / "fresh.png")
+    fresh = memorisation.check(images(8, 7), training, data, tmp_path / "fresh.png")
     assert fresh.warning is None and fresh.line().startswith("near-copies of training images: 0% of 8 samples")
-    one = copies.check(images(4, 7), training[:1], data, tmp_path / "one.png")
+    one = memorisation.check(images(4, 7), training[:1], data, tmp_path / "one.png")
     assert one.picture is None and "every sample is a copy" in one.line()
 
 
@@ -95,7 +95,7 @@ def test_train_says_so_when_its_samples_are_copies(tmp_path, monkeypatch, capsys
     assert main(["train", "--out", str(out), "--steps", "1", "--no-progress", *cli_args()]) == 0
     printed = capsys.readouterr().out.splitlines()
     warnings = [line for line in printed if line.startswith("warning:")]
-    assert warnings == [copies.warning(result_with([0.0] * 4))]  # all 4 samples: one line, once
+    assert warnings == [memorisation.warning(result_with([0.0] * 4))]  # all 4 samples: one line, once
     page = (out / "index.html").read_text()
     assert "100% of 4 samples are near-copies" in page and 'src="copies.png"' in page
     assert (out / "copies.png").is_file()
