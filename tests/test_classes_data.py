@@ -158,3 +158,23 @@ def test_auto_balance_draws_uneven_classes_evenly_and_says_why():
     told, line = with_balance(merge(config, {"data": {"balance_classes": False}}), {"a": 1, "b": 100})
     assert told.data.balance_classes is False and "data.balance_classes = false" in line
     assert with_balance(Config(), {}) == (Config(), "")
+
+
+def test_the_class_recipe_follows_the_number_of_classes_unless_set():
+    from horseshoe.config import FEW_CLASSES, with_class_recipe
+
+    def recipe(classes, *overrides):
+        config = with_classes(build_config(None, list(overrides)), tuple(f"c{i}" for i in range(classes)))
+        return with_class_recipe(config)
+
+    few, line = recipe(FEW_CLASSES)
+    assert (few.train.label_dropout, few.model.class_embed_std) == (0.5, 0.3) and "at most 4" in line
+    many, line = recipe(FEW_CLASSES + 1)
+    assert (many.train.label_dropout, many.model.class_embed_std) == (0.1, 1.0) and "more than 4" in line
+    told, line = recipe(16, "train.label_dropout=0.2")
+    assert (told.train.label_dropout, told.model.class_embed_std) == (0.2, 1.0)
+    assert "label dropout 0.2" in line and "auto for 16 classes" in line and "model.class_embed_std" in line
+    both, line = recipe(16, "train.label_dropout=0.2", "model.class_embed_std=0.5")
+    assert line.endswith("(as set)")
+    plain = build_config(None, [])
+    assert with_class_recipe(plain) == (plain, "")

@@ -215,6 +215,33 @@ def with_classes(config: Config, classes: tuple[str, ...]) -> Config:
     return merge(config, {"model": {"num_classes": len(classes)}, "data": {"classes": list(classes)}})
 
 
+# The class recipe for a few classes (the four-direction horseshoes: the "no class" output near an
+# unconditional run's) and for more (each class's own samples first).
+FEW_CLASSES = 4
+CLASS_RECIPES = {"few": {"label_dropout": 0.5, "class_embed_std": 0.3},
+                 "many": {"label_dropout": 0.1, "class_embed_std": 1.0}}
+
+
+def with_class_recipe(config: Config) -> tuple[Config, str]:
+    """The config with train.label_dropout and model.class_embed_std resolved where None (auto) from the number of
+    classes (model.num_classes, set by with_classes), and one line saying which ('' without classes)."""
+    classes = config.model.num_classes
+    if not classes:
+        return config, ""
+    kind = "few" if classes <= FEW_CLASSES else "many"
+    recipe = CLASS_RECIPES[kind]
+    dropout = config.train.label_dropout
+    std = config.model.class_embed_std
+    auto = [name for name, value in (("train.label_dropout", dropout), ("model.class_embed_std", std))
+            if value is None]
+    dropout = recipe["label_dropout"] if dropout is None else dropout
+    std = recipe["class_embed_std"] if std is None else std
+    why = (f"auto for {classes} classes, {'at most' if kind == 'few' else 'more than'} {FEW_CLASSES}: "
+           f"{' and '.join(auto)}" if auto else "as set")
+    line = f"class recipe: label dropout {dropout:g}, class rows N(0, {std:g}^2) ({why})"
+    return merge(config, {"train": {"label_dropout": dropout}, "model": {"class_embed_std": std}}), line
+
+
 # Auto balance: draw every class equally often once the largest class has this many times the smallest's
 # images; below it the classes are drawn as they come (near-even classes gain nothing from repeating images).
 UNEVEN_CLASSES = 2.0

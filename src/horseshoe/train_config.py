@@ -28,10 +28,12 @@ class TrainConfig:
     fp32 (runtime.resolve_precision). tf32 and cudnn_benchmark are CUDA kernel settings
     (runtime.setup_device); they change nothing elsewhere.
     label_dropout: the share of class labels replaced by "no class" during training (Ho & Salimans
-    2022), so that a run with classes also learns the unconditional model guidance needs. 0.5, not
-    the paper's 0.1: in a short run the "no class" output learns mostly from the dropped labels; at
-    the demo's budget half of them (with model.class_embed_std 0.3) took its SWD from 1.5-1.9 times an
-    unconditional run's to 1.06-1.14 times, and the classes held (docs/measurements/classes.md).
+    2022), so that a run with classes also learns the unconditional model guidance needs. None (auto):
+    config.with_class_recipe sets it from the number of classes: 0.5 up to FEW_CLASSES classes (in a
+    short run the "no class" output learns mostly from the dropped labels; on the four-direction
+    horseshoes half of them took its SWD from 1.5-1.9 times an unconditional run's to 1.06-1.14 times,
+    docs/measurements/classes.md), the paper's 0.1 above (every class then sees few images in a short
+    run, and each dropped label is one fewer; docs/measurements/many-classes.md).
     posthoc_ema: the relative widths sigma_rel of power-function EMAs to keep beside the EMA (EDM2 keeps
     [0.05, 0.1]; empty: none), saved posthoc_snapshots times over the run into RUN/posthoc_ema, from
     which `sample --ema-length` reconstructs any length after training (training.posthoc_ema).
@@ -65,7 +67,7 @@ class TrainConfig:
     eval_every: int = 0
     max_minutes: float | None = None
     tensorboard: bool = False  # also log to RUN/tensorboard/ (pip install 'horseshoe[tensorboard]')
-    label_dropout: float = 0.5
+    label_dropout: float | None = None
     posthoc_ema: tuple[float, ...] = ()
     posthoc_snapshots: int = 16
 
@@ -104,7 +106,7 @@ class TrainConfig:
             raise ValueError(f"train.max_minutes must be positive (or omitted), got {self.max_minutes}")
         if not 0 <= self.ema_warmup_ratio < 1:
             raise ValueError(f"train.ema_warmup_ratio must be in [0, 1), got {self.ema_warmup_ratio}")
-        if not 0 <= self.label_dropout <= 1:
+        if self.label_dropout is not None and not 0 <= self.label_dropout <= 1:
             raise ValueError(f"train.label_dropout must be in [0, 1], got {self.label_dropout}")
         for sigma_rel in self.posthoc_ema:
             if not 0 < sigma_rel <= MAX_SIGMA_REL:

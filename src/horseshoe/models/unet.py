@@ -33,8 +33,10 @@ class UNetConfig:
     augment_dim > 0 adds a bias-free linear map of that many augmentation parameters (training sets
     it when data.augment_p > 0; 0: none). class_embed_std scales the class rows' N(0, 1) start (1: as
     ADM and nn.Embedding, rows about twice the time embedding's length; 0: every class, and no class,
-    starts as the time embedding alone, and AdamW grows them too slowly for a short run). 0.3: the
-    classes are told apart from the first step without drowning the time embedding (docs/measurements/classes.md).
+    starts as the time embedding alone, and AdamW grows them too slowly for a short run). None (auto):
+    training sets it from the number of classes (config.with_class_recipe): 0.3 for a few, which tells
+    them apart from the first step without drowning the time embedding (docs/measurements/classes.md),
+    1 for many (docs/measurements/many-classes.md); a network built outside training takes 1.
     """
 
     base_channels: int = 64
@@ -47,7 +49,7 @@ class UNetConfig:
     patch_size: int = 2
     num_classes: int = 0
     augment_dim: int = 0
-    class_embed_std: float = 0.3
+    class_embed_std: float | None = None
 
     def __post_init__(self) -> None:
         if self.base_channels < 1 or not self.channel_mults or min(self.channel_mults) < 1:
@@ -68,7 +70,7 @@ class UNetConfig:
             raise ValueError(f"model.num_classes must be >= 0 (0: no classes), got {self.num_classes}")
         if self.augment_dim < 0:
             raise ValueError(f"model.augment_dim must be >= 0 (0: no augmentation input), got {self.augment_dim}")
-        if not self.class_embed_std >= 0:
+        if self.class_embed_std is not None and not self.class_embed_std >= 0:
             raise ValueError(f"model.class_embed_std must be >= 0, got {self.class_embed_std}")
 
     @property
@@ -172,7 +174,7 @@ class UNet(nn.Module):
         self.class_embed = nn.Embedding(cfg.num_classes + 1, emb_ch) if cfg.num_classes else None
         if self.class_embed is not None:  # scaled after drawing, so the random stream is the same for any std
             with torch.no_grad():
-                self.class_embed.weight.mul_(cfg.class_embed_std)
+                self.class_embed.weight.mul_(1.0 if cfg.class_embed_std is None else cfg.class_embed_std)
         # After the class embedding, for the same reason. Bias-free, so the zero vector (no augmentation,
         # as at sampling) adds exactly nothing; zero at the start (made without drawing random numbers,
         # so dropout draws as without it), so a fresh network ignores the augmentation at first.

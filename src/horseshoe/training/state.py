@@ -7,7 +7,15 @@ from pathlib import Path
 
 import torch
 
-from horseshoe.config import Config, from_dict, incompatibility, with_augmentation, with_balance, with_classes
+from horseshoe.config import (
+    Config,
+    from_dict,
+    incompatibility,
+    with_augmentation,
+    with_balance,
+    with_class_recipe,
+    with_classes,
+)
 from horseshoe.data import BatchLoader, build_dataset, class_counts
 from horseshoe.models import UNet
 from horseshoe.training import checkpoint
@@ -26,9 +34,10 @@ class TrainState:
     draws t and eps (and which labels to drop) for the whole global batch, on the training device.
     `config` is the one given with the data's classes filled in (config.with_classes): the model
     has a class embedding exactly when the data has classes; and with data.augment_p resolved
-    (config.with_augmentation, which `augment_line` reports), and data.balance_classes (config.with_balance,
-    which `classes_line` reports). The gradient scaler is on
-    for fp16 only (bf16 has float32's range; a disabled scaler passes everything through unchanged).
+    (config.with_augmentation, which `augment_line` reports), and data.balance_classes, train.label_dropout
+    and model.class_embed_std (config.with_balance and with_class_recipe, which `classes_line` reports).
+    The gradient scaler is on for fp16 only (bf16 has float32's range; a disabled scaler passes everything
+    through unchanged).
     """
 
     def __init__(self, config: Config, device: torch.device, world: World, micro_batch: int,
@@ -39,9 +48,10 @@ class TrainState:
         if size == 1:
             where = f"folder {config.data.path!r}" if config.data.path else "the built-in set (data.count=1)"
             warnings.warn(f"{where} holds a single image: every sample will be a copy of it", stacklevel=2)
-        config = with_classes(config, tuple(self.dataset.classes))
+        config, recipe = with_class_recipe(with_classes(config, tuple(self.dataset.classes)))
         config, self.augment_line = with_augmentation(config, size)
-        self.config, self.classes_line = with_balance(config, class_counts(self.dataset))
+        config, balance = with_balance(config, class_counts(self.dataset))
+        self.config, self.classes_line = config, "; ".join(line for line in (balance, recipe) if line)
         self.device = device
         config = self.config
         torch.manual_seed(tc.seed)  # the same initial weights in every process
