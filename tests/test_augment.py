@@ -12,7 +12,7 @@ from PIL import Image
 from training_helpers import cli_args, tiny_config, tiny_trainer
 
 from horseshoe.cli import main
-from horseshoe.config import AUTO_AUGMENT_P, build_config, with_augmentation
+from horseshoe.config import AUTO_AUGMENT_P, SMALL_FOLDER, build_config, with_augmentation
 from horseshoe.data import BatchLoader, DataConfig, build_dataset
 from horseshoe.data.augment import (
     AUGMENT_DIM,
@@ -278,8 +278,11 @@ def test_auto_is_on_for_small_folders_and_off_for_the_built_in_horseshoes(tmp_pa
     line = small.state.augment_line
     assert "on, each of xflip, translate, scale, aniso" in line and "5 images" in line
     config = build_config(None, ["data.path='x'"])
-    assert with_augmentation(config, 1000)[0].data.augment_p == 0.0
-    assert with_augmentation(config, 999)[0].data.augment_p == AUTO_AUGMENT_P
+    assert with_augmentation(config, SMALL_FOLDER)[0].data.augment_p == 0.0
+    assert with_augmentation(config, SMALL_FOLDER - 1)[0].data.augment_p == AUTO_AUGMENT_P
+    shapes = build_config(None, ["data.builtin='shapes'"])  # the built-in shapes count as a folder
+    assert with_augmentation(shapes, 32)[0].data.augment_p == AUTO_AUGMENT_P
+    assert "320 built-in shapes, 100 or more" in with_augmentation(shapes, 320)[1]
     off, line = with_augmentation(build_config(None, ["data.path='x'", "data.augment=[]"]), 10)
     assert off.model.augment_dim == 0 and line == "augmentation: off (data.augment lists no transform)"
 
@@ -332,7 +335,7 @@ def test_cli_run_on_a_small_folder_saves_the_resolved_setting_and_says_it(tmp_pa
                  *cli_args()]) == 0
     printed = capsys.readouterr().out
     assert "augmentation: on, each of xflip, translate, scale, aniso with probability " \
-           "0.25, the network told which (auto: a folder of 6 images, fewer than 1,000)" in printed
+           "0.25, the network told which (auto: a folder of 6 images, fewer than 100)" in printed
     saved = json.loads((out / "config.json").read_text())
     assert saved["data"]["augment_p"] == 0.25 and saved["model"]["augment_dim"] == AUGMENT_DIM
     assert saved["data"]["augment"] == ["xflip", "translate", "scale", "aniso"]

@@ -272,7 +272,11 @@ def with_balance(config: Config, counts: dict[str, int | None]) -> tuple[Config,
 # EDM uses 0.12 (Karras et al. 2022, App. C.4). With the edge repeated (data.augment_border), 0.25 kept 20
 # silhouettes at 3-4% near-copies in ten minutes where 0.2 reached 8% (docs/measurements/tiny-data.md)
 AUTO_AUGMENT_P = 0.25
-SMALL_FOLDER = 1000  # auto augmentation: on for folders of fewer images than this
+# Auto augmentation: on for folders of fewer images than this. 20 silhouettes are learned by heart in ten
+# minutes without it (86-92% near-copies); 100 are not (2%), where it only cost (SWD 41-51 against 17-21), and
+# 320 in 16 classes trained the slow machine's 15 minutes kept 0% near-copies without it at the same judged
+# accuracy (docs/measurements/tiny-data.md, many-classes.md). It was 1,000 before those measurements.
+SMALL_FOLDER = 100
 
 
 def with_augmentation(config: Config, images: int | None) -> tuple[Config, str]:

@@ -32,7 +32,7 @@ class DataConfig:
     (horseshoe.data.augment; EDM, Karras et al. 2022): each transform named in `augment` (by default
     xflip, translate, scale and aniso, which keep the image's way up; also yflip, rotate90, rotate) is
     applied to each image with probability augment_p and the network is told which, so samples keep
-    the data's orientation. None (auto): 0.25 for a folder of fewer than 1,000 images, else 0;
+    the data's orientation. None (auto): 0.25 for a folder of fewer than 100 images, else 0;
     training resolves it and saves the number with the run. augment_border: what a shift, shrink or turn
     brings into the frame: 'replicate' repeats the edge pixel, so a plain background stays plain (the
     default: silhouettes, sprites, logos, icons); 'reflect' mirrors the border (EDM's and ADA's choice,
