@@ -96,19 +96,21 @@ def main() -> None:
     parser.add_argument("--tag", default="recipe")
     args = parser.parse_args()
     date = datetime.date.today().isoformat()
+    stem = HERE / "results" / f"many-classes-{args.tag}-{date}"
+    header = (f"# Many classes: built-in shapes, 16 classes x {args.per_class} images, "
+              + (f"{args.minutes} min" if args.minutes else f"{args.steps} steps") + f", seed {args.seed}, {date}\n\n"
+              f"Guidance {args.scales[0]:g}, {args.samples} samples per class; threads {torch.get_num_threads()}. "
+              f"Made by `python benchmarks/many_classes.py` (see its docstring).\n\n")
     records = []
     for text in args.variant:
         name, changes = parse_variant(text)
         print(f"{name}: {'; '.join(changes) or '(defaults)'}", flush=True)
         records.append(train_variant(name, changes, args))
         print(table(records[-1:]).splitlines()[-1], flush=True)
-    stem = HERE / "results" / f"many-classes-{args.tag}-{date}"
-    header = (f"# Many classes: built-in shapes, 16 classes x {args.per_class} images, "
-              + (f"{args.minutes} min" if args.minutes else f"{args.steps} steps") + f", seed {args.seed}, {date}\n\n"
-              f"Guidance {args.scales[0]:g}, {args.samples} samples per class; threads {torch.get_num_threads()}. "
-              f"Made by `python benchmarks/many_classes.py` (see its docstring).\n\n")
-    stem.with_suffix(".json").write_text(json.dumps({"date": date, "args": vars(args), "records": records}, indent=2))
-    stem.with_suffix(".md").write_text(header + table(records) + "\n")
+        # written after every variant, so that a run cut short keeps what it measured
+        stem.with_suffix(".json").write_text(json.dumps({"date": date, "args": vars(args), "records": records},
+                                                        indent=2))
+        stem.with_suffix(".md").write_text(header + table(records) + "\n")
     print("\n" + table(records) + f"\n\nwrote {stem}.json and .md")
 
 
