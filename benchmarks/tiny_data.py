@@ -39,12 +39,12 @@ import torch
 
 import horseshoe
 from horseshoe.cli import main as cli
-from horseshoe.config import AUTO_AUGMENT_P
 from horseshoe.data import DataConfig, builtin_images, training_images
 from horseshoe.data.transforms import to_uint8
 from horseshoe.metrics.novelty import novelty
 from horseshoe.metrics.shape import analyse, horseshoe_rate, is_horseshoe
 from horseshoe.metrics.swd import SWDReference
+from horseshoe.recipe import AUTO_AUGMENT_P
 from horseshoe.runtime import keep_memory_mapped
 
 HERE = Path(__file__).resolve().parent

@@ -12,7 +12,7 @@ from PIL import Image
 from training_helpers import cli_args, tiny_config, tiny_trainer
 
 from horseshoe.cli import main
-from horseshoe.config import AUTO_AUGMENT_P, SMALL_FOLDER, build_config, with_augmentation
+from horseshoe.config import build_config
 from horseshoe.data import BatchLoader, DataConfig, build_dataset
 from horseshoe.data.augment import (
     AUGMENT_DIM,
@@ -26,6 +26,7 @@ from horseshoe.data.augment import (
 )
 from horseshoe.data.loader import position_uniforms
 from horseshoe.models import UNet, UNetConfig
+from horseshoe.recipe import AUTO_AUGMENT_P, SMALL_FOLDER, with_augmentation
 
 
 def params(count: int = 1, **values) -> AugmentParams:

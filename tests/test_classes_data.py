@@ -5,11 +5,12 @@ import pytest
 import torch
 from PIL import Image
 
-from horseshoe.config import Config, build_config, merge, with_balance, with_classes
+from horseshoe.config import Config, build_config, merge
 from horseshoe.data import BatchLoader, DataConfig, ImageFolder, build_dataset, find_classes
 from horseshoe.data.horseshoes import DIRECTIONS, render_labelled
 from horseshoe.data.transforms import to_uint8
 from horseshoe.metrics.shape import analyse, opening_accuracy
+from horseshoe.recipe import FEW_CLASSES, with_balance, with_class_recipe, with_classes
 
 
 def make_folder(root, layout):
@@ -161,8 +162,6 @@ def test_auto_balance_draws_uneven_classes_evenly_and_says_why():
 
 
 def test_the_class_recipe_follows_the_number_of_classes_unless_set():
-    from horseshoe.config import FEW_CLASSES, with_class_recipe
-
     def recipe(classes, *overrides):
         config = with_classes(build_config(None, list(overrides)), tuple(f"c{i}" for i in range(classes)))
         return with_class_recipe(config)

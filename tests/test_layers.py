@@ -16,12 +16,13 @@ LAYERS = [
     ("data", "models", "diffusion", "train_config"),  # each owns its config section (train_config: train)
     ("sampling",),
     ("config",),
+    ("recipe",),
     ("training",),
     ("metrics", "viz"),
     ("runs",),  # everything that makes or reads a run directory; its modules may use each other
     ("cli", "__main__"),
 ]
-SHARED_LAYERS = {6, 7}  # whose groups may import each other
+SHARED_LAYERS = {7, 8}  # whose groups may import each other
 RANK = {group: rank for rank, groups in enumerate(LAYERS) for group in groups}
 
 

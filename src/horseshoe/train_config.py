@@ -29,7 +29,7 @@ class TrainConfig:
     (runtime.setup_device); they change nothing elsewhere.
     label_dropout: the share of class labels replaced by "no class" during training (Ho & Salimans
     2022), so that a run with classes also learns the unconditional model guidance needs. None (auto):
-    config.with_class_recipe sets it from the number of classes: 0.5 up to FEW_CLASSES classes (in a
+    recipe.with_class_recipe sets it from the number of classes: 0.5 up to FEW_CLASSES classes (in a
     short run the "no class" output learns mostly from the dropped labels; on the four-direction
     horseshoes half of them took its SWD from 1.5-1.9 times an unconditional run's to 1.06-1.14 times,
     docs/measurements/classes.md), the paper's 0.1 above (every class then sees few images in a short

@@ -25,7 +25,7 @@ class DataConfig:
     or more; the built-in horseshoes with rotation 'four', by the direction they open to), 'none'
     trains without classes. classes: the class names found, filled in when training starts and saved
     with the run (set it only to pin them). balance_classes: draw every class equally often (None, auto: when
-    the largest class has at least twice the smallest's images; config.with_balance).
+    the largest class has at least twice the smallest's images; recipe.with_balance).
 
     hflip, vflip, rot90: flips and quarter turns the model is not told of, so they show in its
     samples (fit for data that looks the same mirrored). augment_p: non-leaking augmentation

@@ -34,7 +34,7 @@ class UNetConfig:
     it when data.augment_p > 0; 0: none). class_embed_std scales the class rows' N(0, 1) start (1: as
     ADM and nn.Embedding, rows about twice the time embedding's length; 0: every class, and no class,
     starts as the time embedding alone, and AdamW grows them too slowly for a short run). None (auto):
-    training sets it from the number of classes (config.with_class_recipe): 0.3 for a few, which tells
+    training sets it from the number of classes (recipe.with_class_recipe): 0.3 for a few, which tells
     them apart from the first step without drowning the time embedding (docs/measurements/classes.md),
     1 for many (docs/measurements/many-classes.md); a network built outside training takes 1.
     """

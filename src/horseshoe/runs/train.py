@@ -145,8 +145,8 @@ class RunResult:
     stop_signal: int | None  # SIGINT or SIGTERM, when one stopped training
     classes: dict[str, int | None]  # images per class ({} without classes; None for the endless stream)
     copies: CopyCheck | None = None  # the end-of-training samples' near-copies (None: no end pictures)
-    augment: str = ""  # one line: non-leaking augmentation on or off, and why (config.with_augmentation)
-    balance: str = ""  # one line: how classes are drawn, and why ('' without classes; config.with_balance)
+    augment: str = ""  # one line: non-leaking augmentation on or off, and why (recipe.with_augmentation)
+    balance: str = ""  # one line: how classes are drawn, and why ('' without classes; recipe.with_balance)
     device: str = ""
     precision: str = ""
     parameters: int = 0

@@ -7,17 +7,10 @@ from pathlib import Path
 
 import torch
 
-from horseshoe.config import (
-    Config,
-    from_dict,
-    incompatibility,
-    with_augmentation,
-    with_balance,
-    with_class_recipe,
-    with_classes,
-)
+from horseshoe.config import Config, from_dict, incompatibility
 from horseshoe.data import BatchLoader, build_dataset, class_counts
 from horseshoe.models import UNet
+from horseshoe.recipe import with_augmentation, with_balance, with_class_recipe, with_classes
 from horseshoe.training import checkpoint
 from horseshoe.training.distributed import World
 from horseshoe.training.ema import EMA
@@ -32,10 +25,10 @@ class TrainState:
 
     The loader yields this process's share of each global batch of `micro_batch` images; `noise`
     draws t and eps (and which labels to drop) for the whole global batch, on the training device.
-    `config` is the one given with the data's classes filled in (config.with_classes): the model
+    `config` is the one given with the data's classes filled in (recipe.with_classes): the model
     has a class embedding exactly when the data has classes; and with data.augment_p resolved
-    (config.with_augmentation, which `augment_line` reports), and data.balance_classes, train.label_dropout
-    and model.class_embed_std (config.with_balance and with_class_recipe, which `classes_line` reports).
+    (recipe.with_augmentation, which `augment_line` reports), and data.balance_classes, train.label_dropout
+    and model.class_embed_std (recipe.with_balance and with_class_recipe, which `classes_line` reports).
     The gradient scaler is on for fp16 only (bf16 has float32's range; a disabled scaler passes everything
     through unchanged).
     """
