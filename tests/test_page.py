@@ -8,6 +8,8 @@ from training_helpers import cli_args
 from horseshoe.cli import main
 from horseshoe.config import from_dict, load_toml
 from horseshoe.data import shapes
+from horseshoe.runs.by_class import class_scores
+from horseshoe.runs.load import load_run
 
 
 def test_a_train_run_writes_its_page_with_working_links_and_its_config_as_toml(tmp_path, capsys):
@@ -43,3 +45,9 @@ def test_a_run_with_many_classes_shows_a_labelled_row_per_class_with_the_judges_
     assert len(pictures) == 16 and all((out / p).is_file() for p in pictures)
     assert page.count("judged ") == 16 and page.count("near-copies ") >= 16
     assert f"horseshoe sample {out} --class arrow" in page
+    # evaluate's per-class scores read the same judge: each class's judged share beside its real-image accuracy
+    run = load_run(out)
+    score, _ = class_scores(run, run.sampler(), 32, 0, 32, (), tmp_path)
+    assert [c.name for c in score.classes] == list(shapes.CLASSES)
+    assert all(c.judge_real >= 0.75 and c.accuracy in (0.0, 0.5, 1.0) for c in score.classes)  # 2 samples a class
+    assert score.worst_judged_ratio == min(c.accuracy / c.judge_real for c in score.classes)
