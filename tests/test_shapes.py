@@ -47,8 +47,8 @@ def test_the_shapes_load_as_a_labelled_dataset_and_through_the_data_flag(tmp_pat
     assert dataset.classes == shapes.CLASSES and len(dataset) == 40
     images, labels, classes = first_labelled(config.data, 20)
     assert images.shape == (20, 32, 32, 1) and np.array_equal(labels, np.arange(20) % 16)
-    unlabelled = build_dataset(build_config(None, ["data.builtin='shapes'", "data.labels='none'"]).data)
-    assert unlabelled.classes == ()
+    unlabelled = build_config(None, ["data.builtin='shapes'", "data.labels='none'", "data.count=16"])
+    assert build_dataset(unlabelled.data).classes == ()
 
 
 @pytest.mark.parametrize("bad, message", [("data.builtin='circles'", "data.builtin must be one of"),
