@@ -70,7 +70,7 @@ def reference_sets(config: Config, options: EvalOptions) -> tuple[torch.Tensor, 
     d = config.data
     if options.reference is not None:
         if options.reference == "horseshoes":
-            ref_config = dataclasses.replace(d, path=None, count=options.count, seed=d.seed + 1)
+            ref_config = dataclasses.replace(d, path=None, builtin="horseshoes", count=options.count, seed=d.seed + 1)
         else:
             ref_config = dataclasses.replace(d, path=options.reference)
         images = subset_images(build_dataset(ref_config), options.count, options.seed)
