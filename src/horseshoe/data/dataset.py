@@ -50,12 +50,39 @@ def _match_channels(images: np.ndarray, channels: int) -> np.ndarray:
     return images
 
 
-class Horseshoes:
+class Rendered:
+    """A built-in set drawn from a seed: `count` images rendered once (`images`), or, for the endless stream
+    (count None), each batch rendered when asked for. Subclasses render with `_render_images` and name
+    themselves in `kind`."""
+
+    kind = "built-in"
+    count: int | None
+    images: np.ndarray | None
+
+    def _render_images(self, indices: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    @property
+    def endless(self) -> bool:
+        return self.count is None
+
+    def __len__(self) -> int:
+        if self.count is None:
+            raise TypeError(f"an endless {self.kind} stream has no length")
+        return self.count
+
+    def get_batch(self, indices: np.ndarray) -> np.ndarray:
+        return self.images[indices] if self.images is not None else self._render_images(indices)
+
+
+class Horseshoes(Rendered):
     """The built-in horseshoes: `count` fixed images rendered once, or an endless stream (count=None).
 
     With rotation 'four' (and data.labels 'auto') they are labelled by the direction they open to;
     a flip or a quarter turn changes that direction, and the label follows it.
     """
+
+    kind = "horseshoe"
 
     def __init__(self, config: DataConfig, render_batch: int = 512) -> None:
         self.config = config
@@ -73,17 +100,8 @@ class Horseshoes:
         images, labels = horseshoes.render_labelled(c.seed, indices, c.height, c.style, c.rotation)
         return _match_channels(images, c.channels), labels
 
-    @property
-    def endless(self) -> bool:
-        return self.count is None
-
-    def __len__(self) -> int:
-        if self.count is None:
-            raise TypeError("an endless horseshoe stream has no length")
-        return self.count
-
-    def get_batch(self, indices: np.ndarray) -> np.ndarray:
-        return self.images[indices] if self.images is not None else self._render(indices)[0]
+    def _render_images(self, indices: np.ndarray) -> np.ndarray:
+        return self._render(indices)[0]
 
     def get_labels(self, indices: np.ndarray) -> np.ndarray:
         """Class indices (int64, into DIRECTIONS) of the given shoes."""
@@ -99,32 +117,22 @@ class Horseshoes:
         return horseshoes.flipped_directions(labels, a.hflip.numpy(), a.vflip.numpy(), a.turns.numpy())
 
 
-class Shapes:
+class Shapes(Rendered):
     """The built-in many-class silhouettes (data.shapes): `count` images rendered once, or an endless stream.
 
     Labelled by class unless data.labels is 'none'; flips and turns keep the class (a mirrored key is a key).
     """
 
+    kind = "shape"
+
     def __init__(self, config: DataConfig) -> None:
         self.config, self.count = config, config.count
         self.classes = shapes.CLASSES if config.labels == "auto" else ()
-        self.images = None if self.count is None else self._render(np.arange(self.count))
+        self.images = None if self.count is None else self._render_images(np.arange(self.count))
 
-    def _render(self, indices: np.ndarray) -> np.ndarray:
+    def _render_images(self, indices: np.ndarray) -> np.ndarray:
         images, _ = shapes.render_labelled(self.config.seed, indices, self.config.height)
         return _match_channels(images, self.config.channels)
-
-    @property
-    def endless(self) -> bool:
-        return self.count is None
-
-    def __len__(self) -> int:
-        if self.count is None:
-            raise TypeError("an endless shape stream has no length")
-        return self.count
-
-    def get_batch(self, indices: np.ndarray) -> np.ndarray:
-        return self.images[indices] if self.images is not None else self._render(indices)
 
     def get_labels(self, indices: np.ndarray) -> np.ndarray:
         """Class indices (int64, into shapes.CLASSES)."""

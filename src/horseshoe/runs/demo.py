@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 
 from horseshoe.config import Config, apply_overrides, load_toml
-from horseshoe.data import build_dataset, first_images
+from horseshoe.data import first_images
+from horseshoe.data.dataset import Dataset
 from horseshoe.data.transforms import to_uint8
 from horseshoe.metrics.shape import horseshoe_rate
 from horseshoe.runs import memorisation, page
@@ -129,10 +130,10 @@ def add_demo_sections(out: Path, demo: DemoReport) -> Path:
     return page.add_section(out, "process", "How diffusion makes them", how, order=20)
 
 
-def copies_of(samples: torch.Tensor, config: Config, out: Path) -> memorisation.CopyCheck:
-    """Near-copies among the demo's samples against the images training held, on the page in place of those of the
-    end-of-training grid (sample.count of them)."""
-    training = memorisation.training_reference(build_dataset(config.data), config.data, config.train.seed)
+def copies_of(samples: torch.Tensor, config: Config, dataset: Dataset, out: Path) -> memorisation.CopyCheck:
+    """Near-copies among the demo's samples against the images training held (`dataset`), on the page in place of
+    those of the end-of-training grid (sample.count of them)."""
+    training = memorisation.training_reference(dataset, config.data, config.train.seed)
     found = memorisation.check(samples, training, config.data, out / "copies.png", seed=config.train.seed)
     page.add_section(out, "copies", "Near-copies of training images", found.section("copies.png"), order=15)
     return found
@@ -150,7 +151,7 @@ def run_demo(out: str | Path, overrides: list[str] | None = None, gallery: str |
     done = train(config, out, resume=checkpoint.latest(out), progress=progress)
     trained = done.training
     drawn = draw_pictures(out, config, progress=progress)
-    found = copies_of(drawn.samples, config, out)  # the demo's own 64 samples, which it shows and scores
+    found = copies_of(drawn.samples, config, done.dataset, out)  # the demo's own 64 samples, which it shows and scores
     demo = DemoReport(steps=trained.step, steps_trained=trained.steps_trained, training_seconds=trained.seconds,
                       images_per_sec=trained.images_per_sec, final_loss=trained.loss, stop_reason=trained.stop_reason,
                       device=done.device, precision=done.precision, parameters=done.parameters,

@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 
 from horseshoe.config import Config
-from horseshoe.data import class_counts, training_images
+from horseshoe.data import training_images
+from horseshoe.data.dataset import Dataset
 from horseshoe.data.transforms import to_uint8
 from horseshoe.metrics.judge import judge_for, per_class_accuracy
 from horseshoe.metrics.novelty import NEAR_COPY_RATIO, novelty
@@ -27,6 +28,7 @@ from horseshoe.runs import memorisation, page
 from horseshoe.runs.memorisation import CopyCheck
 from horseshoe.training import checkpoint, distributed
 from horseshoe.training.hooks import CheckpointHook, LogHook, PostHocEMAHook
+from horseshoe.training.results import StopReason
 from horseshoe.training.runlog import read_metrics, tensorboard_writer
 from horseshoe.training.trainer import Hook, NonFiniteLoss, StepResult, Trainer, TrainResult
 from horseshoe.viz.grid import display_scale, make_grid, save_png
@@ -39,15 +41,15 @@ def class_columns(classes: int, count: int = 256) -> int:
     return max(2, min(8, count // classes))
 
 
-def sample_grid(trainer: Trainer, path: Path, count: int = 64,
-                progress: str | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+def sample_grid(trainer: Trainer, path: Path, count: int = 64, progress: str | None = None,
+                per_class: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """A grid of samples from the EMA weights with the run's sampler settings, saved at `path`; with
-    classes, a row per class (class_columns each, at the run's sample.guidance). Returns the samples and
-    their class indices (None without classes)."""
+    classes, a row per class (per_class each, by default up to 8 of about `count` in all, at the run's
+    sample.guidance). Returns the samples and their class indices (None without classes)."""
     count, labels, columns = min(count, trainer.config.sample.count), None, None
     if trainer.conditional:
         classes = trainer.config.model.num_classes
-        columns = class_columns(classes)
+        columns = per_class or max(1, min(8, count // classes))
         labels = torch.arange(classes).repeat_interleave(columns)
         count = len(labels)
     images = trainer.ema_samples(count, labels, progress)
@@ -63,7 +65,7 @@ def class_rows(out: Path, trainer: Trainer, samples: torch.Tensor, labels: torch
     names, asked = config.data.classes, labels.numpy()
     judge = judge_for(config.data, names)
     judged = None if judge is None else per_class_accuracy(judge.predict(samples), asked, len(names))
-    counts = class_counts(trainer.state.dataset)
+    counts = trainer.state.class_counts
     ratios = None if found.novelty is None else found.novelty.ratios
     rows = []
     for c, name in enumerate(names):
@@ -150,6 +152,7 @@ class RunResult:
     device: str = ""
     precision: str = ""
     parameters: int = 0
+    dataset: Dataset | None = None  # the training images it held, for callers that compare samples with them
 
 
 def run_hooks(run_dir: Path, progress: bool) -> list[Hook]:
@@ -233,16 +236,19 @@ def train(config: Config, out: str | Path, resume: str | Path | None = None, pro
             last = checkpoint.latest(out)
             where = f"the last good checkpoint is {str(last)!r}" if last else "no checkpoint was saved yet"
             raise NonFiniteLoss(f"{error}; {where}") from None
-        if trainer.world.is_main and result.steps_trained and result.stop_reason != "signal":
+        if trainer.world.is_main and result.steps_trained and result.stop_reason != StopReason.SIGNAL:
             plot_loss(read_metrics(out), out / "loss.png")
-            samples, labels = sample_grid(trainer, out / "samples.png", progress="samples.png" if progress else None)
+            per_class = class_columns(trainer.config.model.num_classes) if trainer.conditional else None
+            samples, labels = sample_grid(trainer, out / "samples.png", progress="samples.png" if progress else None,
+                                          per_class=per_class)
             found_copies = check_copies(trainer, samples, out)
             rows = None if labels is None else class_rows(out, trainer, samples, labels, found_copies)
             write_page(out, trainer, result, found_copies, rows)
     finally:
         trainer.close()
     return RunResult(run_dir=out, training=result, checkpoint=checkpoint.latest(out), resumed_from=found,
-                     stop_signal=trainer.stop_signal, classes=class_counts(trainer.state.dataset),
+                     stop_signal=trainer.stop_signal, classes=trainer.state.class_counts,
                      copies=found_copies, augment=trainer.state.augment_line,
                      balance=trainer.state.classes_line, device=str(trainer.device), precision=trainer.precision,
-                     parameters=sum(p.numel() for p in trainer.state.model.parameters()))
+                     parameters=sum(p.numel() for p in trainer.state.model.parameters()),
+                     dataset=trainer.state.dataset)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from horseshoe.data import class_counts
 from horseshoe.training.posthoc_ema import drop_snapshots_after, save_snapshot
 from horseshoe.training.runlog import RunLog
 from horseshoe.training.trainer import Hook, StepResult, Trainer, TrainResult
@@ -42,7 +41,7 @@ class LogHook(Hook):
             if trainer.state.classes_line:
                 record["balance"] = trainer.state.classes_line
             if trainer.conditional:  # images per class (null for the endless horseshoe stream)
-                record["classes"] = class_counts(trainer.state.dataset)
+                record["classes"] = trainer.state.class_counts
             self.log.write(record)
         self.bar = tqdm(total=trainer.total_steps(), initial=trainer.step, disable=not (main and self.progress),
                         unit="step", dynamic_ncols=True)

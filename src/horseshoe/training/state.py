@@ -43,7 +43,8 @@ class TrainState:
             warnings.warn(f"{where} holds a single image: every sample will be a copy of it", stacklevel=2)
         config, recipe = with_class_recipe(with_classes(config, tuple(self.dataset.classes)))
         config, self.augment_line = with_augmentation(config, size)
-        config, balance = with_balance(config, class_counts(self.dataset))
+        self.class_counts = class_counts(self.dataset)  # images per class name ({} without classes)
+        config, balance = with_balance(config, self.class_counts)
         self.config, self.classes_line = config, "; ".join(line for line in (balance, recipe) if line)
         self.device = device
         config = self.config
