@@ -42,7 +42,8 @@ FLAGS = {
     "--frames": ("frames, spread over", positive_int),
 }
 FOLDER_OUT = {"train", "sample", "demo", "export", "data export"}  # write several files; the rest write one
-NO_OUT = {"evaluate": "writes into the run (eval.json, eval/, index.html)", "config": "prints TOML"}
+NO_OUT = {"evaluate": "writes into the run (eval.json, eval/, index.html)", "config": "prints TOML",
+          "serve": "answers in the browser"}
 NO_DEVICE = {"export": "copies tensors from file to file"}
 RETIRED = {"--rows": "--count", "--samples": "--count"}
 
