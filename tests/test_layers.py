@@ -14,13 +14,13 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "horseshoe"
 LAYERS = [
     ("runtime",),
     ("data", "models", "diffusion", "train_config"),  # each owns its config section (train_config: train)
-    ("sampling",),
+    ("sampling", "distill_config"),  # distill_config: the distill section, of diffusion.consistency
     ("config",),
     ("recipe",),
     ("training",),
     ("metrics", "viz"),
     ("runs",),  # everything that makes or reads a run directory; its modules may use each other
-    ("cli", "__main__"),
+    ("cli", "__main__", "serve"),  # serve: the page of `horseshoe serve`, imported by its command only
 ]
 SHARED_LAYERS = {7, 8}  # whose groups may import each other
 RANK = {group: rank for rank, groups in enumerate(LAYERS) for group in groups}

@@ -4,6 +4,7 @@
     diffusion  horseshoe.diffusion.DiffusionConfig  sample  horseshoe.sampling.SampleConfig
     train      horseshoe.train_config.TrainConfig (beside the packages: the training package sits above
                this module and reads it)
+    distill    horseshoe.distill_config.DistillConfig (likewise; method 'none' but in a distilled run)
 
 Built from the defaults, then a TOML file, then overrides (`section.key=value` text from --set, or
 typed values from the CLI's own flags); unknown keys and values of the wrong type are errors that
@@ -25,6 +26,7 @@ from typing import Any
 from horseshoe.data.augment import AUGMENT_DIM
 from horseshoe.data.config import DataConfig
 from horseshoe.diffusion.config import DiffusionConfig
+from horseshoe.distill_config import DistillConfig
 from horseshoe.models.unet import UNetConfig
 from horseshoe.runtime import check_seed
 from horseshoe.sampling.config import SampleConfig
@@ -46,6 +48,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
     def __post_init__(self) -> None:
         # Architecture errors surface when the config is made, not mid-run.

@@ -19,6 +19,7 @@ import torch
 
 from horseshoe.diffusion.denoiser import Denoiser
 from horseshoe.sampling.config import SampleConfig
+from horseshoe.sampling.consistency import consistency
 from horseshoe.sampling.ddim import ddim, ddim_invert
 from horseshoe.sampling.ddpm import ddpm
 from horseshoe.sampling.dpm_solver import dpmpp_2m, dpmpp_2m_sde
@@ -40,6 +41,7 @@ SAMPLERS: dict[str, Sampler] = {
     "ddim": ddim,
     "dpmpp_2m": dpmpp_2m,
     "dpmpp_2m_sde": dpmpp_2m_sde,
+    "consistency": consistency,
 }
 
 

@@ -9,6 +9,9 @@ from horseshoe.diffusion.schedules import NoiseSchedule
 from horseshoe.sampling.timesteps import SPACINGS, usable_steps
 
 DDPM_VARIANCES = ("posterior", "beta")
+# The consistency sampler's steps: what `horseshoe distill` tunes a model for (horseshoe.sampling.consistency).
+MAX_CONSISTENCY_STEPS = 4
+CONSISTENCY_STEPS = 2  # its default: as good as 4 on the distilled demo (docs/measurements/few-step.md)
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,8 @@ class SampleConfig:
             raise ValueError(f"sample.sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
         if self.steps is not None and (isinstance(self.steps, bool) or self.steps <= 0):
             raise ValueError(f"sample.steps must be a positive integer (or none for every timestep), got {self.steps}")
+        if self.sampler == "consistency" and not 1 <= (self.steps or 0) <= MAX_CONSISTENCY_STEPS:
+            raise ValueError(f"the consistency sampler takes 1 to {MAX_CONSISTENCY_STEPS} steps, got {self.steps}")
         if self.count <= 0:
             raise ValueError(f"sample.count must be positive, got {self.count}")
         if self.spacing not in SPACINGS:
@@ -78,12 +83,17 @@ class SampleConfig:
 
         Without `steps` it keeps self.steps (fewer when the schedule has fewer usable timesteps),
         except ddpm asked for in place of the run's own sampler: ancestral sampling is meant to visit
-        every usable timestep.
+        every usable timestep; the consistency sampler in place of another takes CONSISTENCY_STEPS, and
+        another in place of it the default 20.
         """
         sampler = sampler or self.sampler
         usable = usable_steps(schedule, self.lambda_min)
         if steps is None:
             own = usable if self.steps is None else min(self.steps, usable)
+            if sampler == "consistency" != self.sampler:
+                own = CONSISTENCY_STEPS
+            elif self.sampler == "consistency" != sampler:
+                own = min(SampleConfig.steps, usable)
             steps = usable if sampler == "ddpm" != self.sampler else own
         return dataclasses.replace(self, sampler=sampler, steps=steps, spacing=spacing or self.spacing,
                                    eta=self.eta if eta is None else eta,

@@ -34,6 +34,7 @@ SPACINGS = ("trailing", "leading", "linspace", "karras")
 class SpacingOptions(Protocol):
     """What sampler_timesteps reads of a SampleConfig (horseshoe.sampling.config, which imports this module)."""
 
+    sampler: str
     steps: int | None
     spacing: str
     lambda_min: float | None
@@ -101,12 +102,24 @@ def usable_steps(schedule: NoiseSchedule, lambda_min: float | None) -> int:
 
 
 def sampler_timesteps(schedule: NoiseSchedule, config: SpacingOptions) -> list[int]:
-    """The descending timesteps a sampler visits for this schedule and config."""
+    """The descending timesteps a sampler visits for this schedule and config.
+
+    The consistency sampler's N levels are the first N of the spacing's N + 1: each of its steps jumps to
+    clean data, so a last level at t = 0 would add nothing (on the karras spacing with rho = 3, 2 steps
+    visit t = 967 and t = 705, sigma ~ 2.6).
+    """
+    if config.sampler == "consistency":
+        steps = config.steps or 1
+        return _spaced(schedule, config, steps + 1)[:steps]
+    return _spaced(schedule, config, config.steps)
+
+
+def _spaced(schedule: NoiseSchedule, config: SpacingOptions, steps: int | None) -> list[int]:
     usable = usable_steps(schedule, config.lambda_min)
-    if config.steps is not None and usable < config.steps <= schedule.num_steps:
-        raise ValueError(f"{config.steps} steps is more than the {usable} timesteps with lambda_t >= "
+    if steps is not None and usable < steps <= schedule.num_steps:
+        raise ValueError(f"{steps} steps is more than the {usable} timesteps with lambda_t >= "
                          f"lambda_min={config.lambda_min}; take fewer steps or lower lambda_min")
     if config.spacing == "karras":
-        check_num_steps(schedule.num_steps, config.steps)
-        return karras_timesteps(schedule, usable, config.steps or usable, config.rho)
-    return make_timesteps(usable, config.steps, config.spacing)
+        check_num_steps(schedule.num_steps, steps)
+        return karras_timesteps(schedule, usable, steps or usable, config.rho)
+    return make_timesteps(usable, steps, config.spacing)

@@ -97,9 +97,11 @@ class CheckpointHook(Hook):
             self.saved_at = result.step
 
     def on_end(self, trainer: Trainer, result: TrainResult) -> None:
-        if self.saved_at != result.step:
-            trainer.save(self.run_dir)
-            self.saved_at = result.step
+        # Saved again at a step just saved: the last checkpoint says how training ended (a run stopped by a
+        # signal is not finished; `horseshoe distill` reads it).
+        trainer.state.stopped = result.stop_reason.value
+        trainer.save(self.run_dir)
+        self.saved_at = result.step
 
 
 class PostHocEMAHook(Hook):

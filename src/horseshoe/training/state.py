@@ -63,6 +63,7 @@ class TrainState:
         self.world_size = world.world_size
         self.step, self.images_seen, self.nonfinite_skipped, self.scaler_skipped = 0, 0, 0, 0
         self.planned_steps: int | None = None  # a time budget's step count, once timed
+        self.stopped: str | None = None  # why training ended (a StopReason), once it has; saved, never resumed
 
     def state_dict(self) -> checkpoint.Checkpoint:
         """A checkpoint of everything resume needs: tensors by part, JSON state, and the config."""
@@ -77,6 +78,8 @@ class TrainState:
             state["grad_scaler"] = self.scaler.state_dict()
         if self.planned_steps is not None:
             state["planned_steps"] = self.planned_steps
+        if self.stopped is not None:
+            state["stopped"] = self.stopped
         tensors = {"model": self.model.state_dict(), "ema": self.ema.model.state_dict(), "optimizer": opt_tensors,
                    "rng": rng}
         if self.posthoc:

@@ -22,9 +22,11 @@ from horseshoe.config import Config
 from horseshoe.data.augment import augment_images
 from horseshoe.data.loader import TrainingBatch
 from horseshoe.diffusion import Denoiser
+from horseshoe.diffusion.consistency import PairDraws, consistency_loss, draw_pairs, huber_c
 from horseshoe.diffusion.objectives import draw_noise, drop_labels, loss_from_noise
 from horseshoe.runtime import autocast, pick_device, resolve_precision, setup_device
 from horseshoe.sampling import generate
+from horseshoe.sampling.timesteps import usable_steps
 from horseshoe.training import checkpoint, distributed
 from horseshoe.training.budget import TimeBudget, replan_step, timed_steps
 from horseshoe.training.errors import NonFiniteLoss
@@ -86,6 +88,7 @@ class Trainer:
                                                    if self.device.type == "cuda" else None)
         if tc.compile:
             self.network = torch.compile(self.network)
+        self.teacher = self._teacher() if config.distill.student else None
         self._stop_signal: int | None = None
         self.first_step = 0  # the step the current fit began at
         self.clock = time.perf_counter  # what step times and budgets are measured with (a test sets its own)
@@ -93,6 +96,24 @@ class Trainer:
     @property
     def step(self) -> int:
         return self.state.step
+
+    def _teacher(self) -> torch.nn.Module | None:
+        """A distilled run's start: the teacher's EMA weights in the model and its EMA; for 'cd', also the frozen
+        teacher itself (a resume then overwrites the student's weights with the checkpoint's)."""
+        dc = self.config.distill
+        found = checkpoint.resolve(dc.teacher)
+        weights = checkpoint.load(found, parts=("ema",)).tensors["ema"]
+        try:
+            self.state.model.load_state_dict(weights)
+            self.state.ema.model.load_state_dict(weights)
+        except RuntimeError as error:
+            first = str(error).strip().splitlines()[-1].strip()
+            raise ValueError(f"teacher {str(found)!r} does not match the student's config: {first}") from None
+        if dc.method != "cd":
+            return None
+        teacher = type(self.state.model)(self.config.model, self.config.data.shape).to(self.device)
+        teacher.load_state_dict(weights)
+        return teacher.eval().requires_grad_(False)
 
     def total_steps(self) -> int:
         """The step budget: train.steps, train.epochs passes over a dataset of fixed size, or the steps
@@ -148,16 +169,15 @@ class Trainer:
         gradients do not underflow) and the gradients are divided by it again before clipping; a step
         whose gradients overflowed is skipped and the scale halved (Micikevicius et al. 2018).
         """
-        started, tc, d, st = self.clock(), self.config.train, self.config.data, self.state
+        started, tc, st = self.clock(), self.config.train, self.state
         # Noise for the whole global batch, of which each micro-step and process takes its rows: the
         # same draws for any grad_accum and any number of processes. A run with classes draws one
         # more uniform per image, after t and eps, to drop labels; a run without draws nothing more.
-        t_all, eps_all = draw_noise(self.schedule, (tc.batch_size, *d.shape), st.noise,
-                                    lognormal=self.config.diffusion.lognormal)
+        draws = self._draw(total_steps)
         u_all = torch.rand(tc.batch_size, generator=st.noise, device=st.noise.device) if self.conditional else None
         loss_sum = torch.zeros((), device=self.device)
         for micro in range(tc.grad_accum):
-            loss_sum += self._backward(micro, t_all, eps_all, u_all)
+            loss_sum += self._backward(micro, draws, u_all)
         loss_value = float(distributed.mean(loss_sum, self.world))
         st.scaler.unscale_(st.optimizer)
         grad_norm = float(torch.nn.utils.clip_grad_norm_(st.model.parameters(), tc.grad_clip or float("inf")))
@@ -188,8 +208,28 @@ class Trainer:
             profile.update(st.model, st.step)
         return StepResult(st.step, loss_value, self.clock() - started, lr, grad_norm)
 
-    def _backward(self, micro: int, t_all: torch.Tensor, eps_all: torch.Tensor,
-                  u_all: torch.Tensor | None) -> torch.Tensor:
+    def _draw(self, total_steps: int) -> PairDraws:
+        """The global batch's noise: t and eps for the diffusion loss (r unused), or t, r and eps for a distilled
+        run's consistency loss at this step's stage."""
+        shape, dc = (self.config.train.batch_size, *self.config.data.shape), self.config.distill
+        if dc.student:
+            usable = usable_steps(self.schedule, self.config.sample.lambda_min)
+            return draw_pairs(self.schedule, shape, self.state.noise, dc.stage(self.state.step, total_steps),
+                              dc.p_mean, dc.p_std, usable, dc.q)
+        t, eps = draw_noise(self.schedule, shape, self.state.noise, lognormal=self.config.diffusion.lognormal)
+        return PairDraws(t=t, eps=eps)
+
+    def _loss(self, x0: torch.Tensor, draws: PairDraws, labels: torch.Tensor | None,
+              augment: torch.Tensor | None) -> torch.Tensor:
+        """The diffusion loss, or a distilled run's consistency loss, of one micro-batch."""
+        prediction = self.config.diffusion.prediction
+        if self.config.distill.student:
+            return consistency_loss(self.network, self.schedule, x0, draws, prediction, huber_c(tuple(x0.shape)),
+                                    labels, augment, self.teacher)
+        return loss_from_noise(self.network, self.schedule, x0, draws.t, draws.eps, prediction,
+                               self.config.diffusion.min_snr_gamma, labels, augment)
+
+    def _backward(self, micro: int, draws: PairDraws, u_all: torch.Tensor | None) -> torch.Tensor:
         """Micro-step `micro`: this process's rows of the global batch's noise (and label-dropping draws u_all),
         forward and backward; returns its share of the step's loss, detached."""
         tc, st = self.config.train, self.state
@@ -205,9 +245,7 @@ class Trainer:
             labels = drop_labels(labels.to(self.device), tc.label_dropout, u_all[rows])
         sync = self.world.distributed and micro < tc.grad_accum - 1
         with (self.network.no_sync() if sync else contextlib.nullcontext()), autocast(self.device, self.precision):
-            loss = loss_from_noise(self.network, self.schedule, x0, t_all[rows], eps_all[rows],
-                                   self.config.diffusion.prediction, self.config.diffusion.min_snr_gamma,
-                                   labels if u_all is not None else None, augment)
+            loss = self._loss(x0, draws.rows(rows), labels if u_all is not None else None, augment)
         st.scaler.scale(loss / tc.grad_accum).backward()  # a disabled scaler (not fp16) returns its input
         return loss.detach() / tc.grad_accum
 

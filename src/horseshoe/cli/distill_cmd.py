@@ -1,0 +1,54 @@
+"""`horseshoe distill`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from horseshoe.cli.common import OPTIMIZER_STEPS, add_command, output_dir, positive_float, positive_int
+from horseshoe.diffusion.consistency import METHODS
+from horseshoe.training.results import StopReason
+
+DEFAULT_STEPS = 300
+
+
+def register(subparsers) -> None:
+    p = add_command(subparsers, "distill",
+                    "tune a finished run into a student that samples in 1 to 4 steps (a run of its own)",
+                    "horseshoe distill runs/demo --out runs/demo-fast && horseshoe sample runs/demo-fast --steps 2")
+    p.add_argument("run", help="the finished run (or checkpoint directory) to distil: the teacher")
+    p.add_argument("--out", help="the student's run directory (default: RUN-fast)")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--steps", type=positive_int,
+                        help=f"{OPTIMIZER_STEPS} to tune for (default: {DEFAULT_STEPS}, about the demo's 4 minutes "
+                        "on a 2-core CPU)")
+    budget.add_argument("--minutes", type=positive_float, help="tune for this long instead (timed as `train` does)")
+    p.add_argument("--method", choices=METHODS, default="ect",
+                   help="ect: consistency tuning on the data (Geng et al. 2024; default, measured better here); "
+                   "cd: consistency distillation along the teacher's ODE (Song et al. 2023)")
+    p.add_argument("--resume", action="store_true", help="continue the student already in --out")
+    p.add_argument("--overwrite", action="store_true", help="start the student in --out over")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="change a setting of the student (e.g. distill.stages=4, train.batch_size=64); repeatable")
+    p.set_defaults(run_command=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from horseshoe.runs.distill import distill
+
+    out = Path(args.out) if args.out else Path(str(Path(args.run)).rstrip("/") + "-fast")
+    output_dir(out)
+    done = distill(args.run, out, args.method, args.steps or (None if args.minutes else DEFAULT_STEPS),
+                   args.minutes, resume=out if args.resume else None, overwrite=args.overwrite,
+                   progress=not args.no_progress, overrides=tuple(args.set))
+    result = done.training
+    if result.stop_reason == StopReason.NOTHING:
+        print(f"{done.resumed_from} is already at step {result.step}: nothing to tune")
+        return 0
+    how = "stopped by signal" if result.stop_reason == StopReason.SIGNAL else "done"
+    print(f"{how}: {result.step} steps of {args.method} in {result.seconds:.0f} s; checkpoint: {done.checkpoint}")
+    if result.stop_reason != StopReason.SIGNAL:
+        print(f"report: {out / 'index.html'} (teacher and student side by side); sample it: "
+              f"horseshoe sample {out} --steps 2")
+    return 128 + done.stop_signal if done.stop_signal else 0

@@ -1,0 +1,52 @@
+"""The distill section of a run's config: whether the run is a few-step student tuned from a teacher run, and how.
+
+Beside train_config for the same reason: the training package reads it, and horseshoe.config composes it.
+An ordinary run has method 'none'; `horseshoe distill` (horseshoe.runs.distill) writes the rest.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from horseshoe.diffusion.consistency import METHODS
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """A student's recipe (horseshoe.diffusion.consistency for the maths).
+
+    method: 'none' (an ordinary run), 'ect' (consistency tuning on the data) or 'cd' (consistency
+    distillation along the teacher's ODE). teacher: the teacher's checkpoint folder the student started
+    from, and teacher_step its step (the page and `distill` read them; a resume does not need them).
+    p_mean, p_std: the log-normal of the noise levels trained (ln sigma); stages: how often t - r is divided
+    by q over the run (Geng et al. 2024).
+    """
+
+    method: str = "none"
+    teacher: str = ""
+    teacher_step: int = 0
+    p_mean: float = -0.4
+    p_std: float = 2.0
+    stages: int = 4
+    q: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.method not in ("none", *METHODS):
+            raise ValueError(f"distill.method must be one of none, {', '.join(METHODS)}, got {self.method!r}")
+        if not (math.isfinite(self.p_mean) and 0 < self.p_std < 100):
+            raise ValueError(f"distill.p_mean must be finite and distill.p_std positive, got {self.p_mean}, "
+                             f"{self.p_std}")
+        if isinstance(self.stages, bool) or self.stages < 1:
+            raise ValueError(f"distill.stages must be a positive integer, got {self.stages}")
+        if not 1 < self.q < 100:
+            raise ValueError(f"distill.q must be a number above 1, got {self.q}")
+
+    @property
+    def student(self) -> bool:
+        """Whether this run is a distilled few-step student."""
+        return self.method != "none"
+
+    def stage(self, step: int, total: int) -> int:
+        """The stage of step `step` of `total`: 0 .. stages - 1, evenly over the run."""
+        return min(self.stages - 1, step * self.stages // max(total, 1))
