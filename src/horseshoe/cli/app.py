@@ -12,19 +12,21 @@ from horseshoe.cli import (
     config_cmd,
     data_cmd,
     demo_cmd,
+    distill_cmd,
     edit_cmd,
     evaluate_cmd,
     export_cmd,
     pictures_cmd,
     sample_cmd,
+    serve_cmd,
     train_cmd,
 )
 from horseshoe.cli.common import Parser
 from horseshoe.runtime import keep_memory_mapped
 from horseshoe.training.errors import NonFiniteLoss
 
-COMMANDS = (demo_cmd, train_cmd, sample_cmd, edit_cmd, evaluate_cmd, pictures_cmd, data_cmd, config_cmd,
-            export_cmd)
+COMMANDS = (demo_cmd, train_cmd, distill_cmd, sample_cmd, edit_cmd, evaluate_cmd, pictures_cmd, data_cmd, config_cmd,
+            export_cmd, serve_cmd)
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
 
 
