@@ -61,7 +61,7 @@ def run():
 @pytest.fixture(scope="module")
 def server(run):
     server = make_server(run, port=0, limits=LIMITS)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield server
     server.shutdown()
@@ -86,13 +86,13 @@ def job(server, kind: str, body: dict) -> dict:
     """Post a job and poll it to the end, as the page does."""
     status, answer = call(server, f"/api/{kind}", body)
     assert status == 202, answer
-    deadline = time.monotonic() + 60
+    deadline, done = time.monotonic() + 60, -1
     while time.monotonic() < deadline:
-        status, state = call(server, f"/api/job/{answer['job']}")
+        status, state = call(server, f"/api/job/{answer['job']}?after={done}")  # held until a step beyond
         assert status == 200 and state["done"] <= state["total"] == answer["total"]
         if state["state"] not in ("queued", "running"):
             return state
-        time.sleep(0.002)
+        done = state["done"]
     raise AssertionError(f"job {answer['job']} did not finish")
 
 
@@ -135,7 +135,7 @@ def test_the_page_and_the_run_info_load_from_the_loopback(server):
     assert time.perf_counter() - started < 1.0
     assert status == 200 and b'<canvas id="draw"' in page and b"/api/job/" in page
     assert info["classes"] == ["ring", "bar"] and info["height"] == SIZE and info["steps"] == 2
-    assert "ddim" in info["samplers"] and info["sampler"] == "dpmpp_2m_sde"
+    assert "ddim" in info["samplers"] and info["sampler"] == "dpmpp_2m_sde" and info["interpolate_sampler"] == "ddim"
     status, answer = call(server, "/api/info", headers={"Host": "attacker.example:80"})
     assert status == 403 and "loopback" in answer["error"]  # a rebound name is refused
 
@@ -143,6 +143,7 @@ def test_the_page_and_the_run_info_load_from_the_loopback(server):
 def test_sample_returns_a_grid_of_images_and_a_class_changes_them(server):
     plain = job(server, "sample", {"count": 3, "seed": 5})
     assert plain["state"] == "done" and plain["done"] == plain["total"] == 2 and len(plain["images"]) == 3
+    assert 0 < plain["seconds"] < 10  # the model's own time, which the page shows
     ring = job(server, "sample", {"count": 3, "seed": 5, "class": "ring", "guidance": 3.0})
     assert len(ring["images"]) == 3
     assert not np.array_equal(pixels(plain["images"][0]), pixels(ring["images"][0]))
@@ -223,6 +224,9 @@ def test_malformed_posts_are_refused(server):
     assert call(server, "/api/sample", raw=b"{}", headers={"Content-Type": "text/plain"})[0] == 415
     status, answer = call(server, "/api/sample", raw=b" " * (LIMITS.body_bytes + 1))
     assert status == 413 and "over the limit" in answer["error"]
+    finished = call(server, "/api/sample", {"count": 1, "steps": 1})[1]["job"]
+    status, answer = call(server, f"/api/job/{finished}?after=x")
+    assert status == 400 and "after: expected a number of steps" in answer["error"]
 
 
 def test_a_run_without_classes_refuses_a_class():

@@ -12,6 +12,7 @@ import logging
 import queue
 import secrets
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -34,13 +35,35 @@ class Job:
     error: str | None = None
     images: list[str] = field(default_factory=list)
     inputs: list[str] = field(default_factory=list)
+    seconds: float | None = None  # how long the model worked on it
+    changed: threading.Condition = field(default_factory=threading.Condition, repr=False)
+
+    @property
+    def ended(self) -> bool:
+        return self.state in ("done", "failed")
+
+    def update(self, **values) -> None:
+        """Change the job's fields at once and wake the polls held open on it (see wait)."""
+        with self.changed:
+            for name, value in values.items():
+                setattr(self, name, value)
+            self.changed.notify_all()
+
+    def wait(self, after: int, timeout: float) -> None:
+        """Return once more than `after` steps are done or the job has ended, or after `timeout` seconds.
+
+        A poll held open answers at the next step instead of a fixed interval later: progress shows as
+        it happens, with one request per step at most.
+        """
+        with self.changed:
+            self.changed.wait_for(lambda: self.done > after or self.ended, timeout)
 
     def view(self) -> dict:
         """What the page polls: the state, steps done of the total, and the images once there."""
         answer = {"id": self.id, "kind": self.task.kind, "state": self.state, "done": self.done,
                   "total": self.task.total}
         if self.state == "done":
-            answer.update(images=self.images, inputs=self.inputs)
+            answer.update(images=self.images, inputs=self.inputs, seconds=self.seconds)
         if self.error is not None:
             answer["error"] = self.error
         return answer
@@ -79,38 +102,38 @@ class Worker:
             while not self.waiting.empty():
                 job = self.waiting.get_nowait()
                 if job is not None:
-                    job.error, job.state = "the server stopped", "failed"
+                    job.update(error="the server stopped", state="failed")
             self.waiting.put_nowait(None)
         self.thread.join(timeout=5)  # a long job still running is cut off with the process
 
     def _forget_old(self) -> None:
         """Drop the oldest finished jobs beyond Limits.kept (queued and running ones stay)."""
-        finished = [job_id for job_id, job in self.jobs.items() if job.state in ("done", "failed")]
+        finished = [job_id for job_id, job in self.jobs.items() if job.ended]
         for job_id in finished[: max(0, len(finished) - self.limits.kept)]:
             del self.jobs[job_id]
 
     def _loop(self) -> None:
         while (job := self.waiting.get()) is not None:
-            job.state = "running"
+            job.update(state="running")
             try:
                 self._run(job)
-                job.state = "done"
             except ValueError as error:  # a check inside the model code: the page shows it
-                job.error, job.state = str(error), "failed"
+                job.update(error=str(error), state="failed")
             except Exception as error:  # noqa: BLE001 - the server stays up; the log has the traceback
                 log.exception("job %s (%s) failed", job.id, job.task.kind)
-                job.error, job.state = f"internal error: {type(error).__name__}: {error}", "failed"
+                job.update(error=f"internal error: {type(error).__name__}: {error}", state="failed")
             with self.lock:
                 self._forget_old()
 
     def _run(self, job: Job) -> None:
-        last = None
+        last, started = None, time.perf_counter()
         with torch.inference_mode():
             for record in job.task.work():
-                job.done = min(job.done + 1, job.task.total)
+                job.update(done=min(job.done + 1, job.task.total))
                 last = record
             if last is None:
                 raise ValueError("the sampler took no step")
-            job.images = png_urls(last.x_prev.float().cpu())
-            job.inputs = [] if job.task.inputs is None else png_urls(job.task.inputs.float().cpu())
-        job.done = job.task.total
+            images = png_urls(last.x_prev.float().cpu())
+            inputs = [] if job.task.inputs is None else png_urls(job.task.inputs.float().cpu())
+        job.update(images=images, inputs=inputs, done=job.task.total, seconds=round(time.perf_counter() - started, 3),
+                   state="done")

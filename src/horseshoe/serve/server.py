@@ -3,7 +3,8 @@
     GET  /                 the page (page.html)
     GET  /api/info         the run: image shape, classes, samplers, its default sampler and steps, limits
     POST /api/<kind>       sample, edit, inpaint or interpolate: 202 and a job id, or 400/413/503 and why
-    GET  /api/job/<id>     the job's state and steps done; once done, its images
+    GET  /api/job/<id>     the job's state and steps done; once done, its images (?after=N: held open until
+                           a step beyond N is done, or a second)
 
 No route reads or writes a file: the page is read once at start, the run is the one given at start, and
 a path outside the table is a 404 whatever it holds (`/../etc/passwd` included).
@@ -17,18 +18,19 @@ import re
 import socket
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, parse_qs, urlsplit
 
 from horseshoe.runs.load import LoadedRun
 from horseshoe.sampling import SAMPLERS, sampler_timesteps
 from horseshoe.serve.jobs import Worker
-from horseshoe.serve.tasks import GUIDANCE_MAX, TASKS, parse
+from horseshoe.serve.tasks import GUIDANCE_MAX, STOCHASTIC, TASKS, parse
 from horseshoe.serve.uploads import Limits, RequestError
 
 log = logging.getLogger(__name__)
 JOB_PATH = re.compile(r"^/api/job/([0-9a-f]{16})$")
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 DRAIN_BYTES = 64 * 2**20
+HOLD_SECONDS = 1.0  # the longest a poll is held open
 # The page's own script and style are inline; images come back as data: URLs; nothing else loads.
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
@@ -72,6 +74,9 @@ def run_info(run: LoadedRun, limits: Limits) -> dict:
         "run": run.run_dir.name, "step": run.step, "channels": channels, "height": height, "width": width,
         "classes": list(run.classes), "samplers": list(SAMPLERS), "sampler": config.sampler,
         "steps": len(sampler_timesteps(run.denoiser.schedule, config)), "max_steps": run.denoiser.schedule.num_steps,
+        # an interpolation is smooth only where every image gets the same noise: the run's sampler, unless it
+        # adds fresh noise per image, then DDIM (at eta 0)
+        "interpolate_sampler": "ddim" if config.sampler in STOCHASTIC else config.sampler,
         "guidance": config.guidance, "max_guidance": GUIDANCE_MAX, "max_count": limits.count,
         "max_resample": limits.resample, "upload_bytes": limits.upload_bytes, "pixels": limits.pixels,
     }
@@ -93,7 +98,7 @@ class Handler(BaseHTTPRequestHandler):
         self.unread = 0
         try:
             self._check_host()
-            route(urlsplit(self.path).path)
+            route(urlsplit(self.path))
         except RequestError as error:
             self._json({"error": str(error)}, error.status)
         except Exception as error:  # noqa: BLE001 - one bad request never takes the server down
@@ -109,7 +114,8 @@ class Handler(BaseHTTPRequestHandler):
         while left > 0 and (chunk := self.rfile.read(min(left, 65536))):
             left -= len(chunk)
 
-    def _get(self, path: str) -> None:
+    def _get(self, url: SplitResult) -> None:
+        path = url.path
         if path == "/":
             self._send(self.server.page, "text/html; charset=utf-8")
         elif path == "/api/info":
@@ -118,11 +124,17 @@ class Handler(BaseHTTPRequestHandler):
             job = self.server.worker.get(found.group(1))
             if job is None:
                 raise RequestError("no such job (finished jobs are kept for a while only)", 404)
+            after = parse_qs(url.query).get("after", [None])[0]
+            if after is not None:  # held open until a step beyond `after` is done (Job.wait)
+                if not after.lstrip("-").isdigit():
+                    raise RequestError(f"after: expected a number of steps, got {after[:50]!r}")
+                job.wait(int(after), HOLD_SECONDS)
             self._json(job.view())
         else:
             raise RequestError(f"not found: {path[:200]}", 404)
 
-    def _post(self, path: str) -> None:
+    def _post(self, url: SplitResult) -> None:
+        path = url.path
         kind = path.removeprefix("/api/")
         if not path.startswith("/api/") or kind not in TASKS:
             raise RequestError(f"not found: {path[:200]}", 404)

@@ -21,6 +21,7 @@ from horseshoe.sampling.edit import repaint_length, sdedit_start, slerp_path
 from horseshoe.serve.uploads import Limits, RequestError, decode_image, fitted_image, fitted_mask
 
 SEED_MAX = 2**32 - 1
+STOCHASTIC = ("ddpm", "dpmpp_2m_sde")  # fresh noise at every step, different for each image of a batch
 GUIDANCE_MAX = 20.0
 
 
