@@ -10,6 +10,7 @@ import ast
 import base64
 import io
 import json
+import socket
 import struct
 import threading
 import time
@@ -297,9 +298,19 @@ def test_the_command_prints_the_url_warns_off_the_loopback_and_stops_on_ctrl_c(m
         "horseshoe: warning: --host 0.0.0.0: the page is reachable from other machines, without a password"]
 
 
-def test_the_command_names_a_missing_run_in_one_line(tmp_path, capsys):
+def test_the_command_names_a_missing_run_or_a_port_in_use_in_one_line(tmp_path, capsys, monkeypatch):
     assert main(["serve", str(tmp_path / "nothing"), "--port", "0"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+    import horseshoe.cli.serve_cmd as serve_cmd
+
+    monkeypatch.setattr(serve_cmd, "open_run", lambda args: tiny_run())
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "runs/any", "--port", str(port)]) == 2
+    assert capsys.readouterr().err == (f"horseshoe: error: --host 127.0.0.1 --port {port}: cannot listen there "
+                                       "(Address already in use)\n")
 
 
 def test_only_the_serve_command_imports_the_server_and_only_when_it_runs():

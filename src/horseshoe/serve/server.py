@@ -63,7 +63,8 @@ class PlayServer(ThreadingHTTPServer):
 
     def server_close(self) -> None:
         super().server_close()
-        self.worker.stop()
+        if hasattr(self, "worker"):  # socketserver closes a server whose bind failed, before it has one
+            self.worker.stop()
 
 
 def run_info(run: LoadedRun, limits: Limits) -> dict:
