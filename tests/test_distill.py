@@ -16,6 +16,7 @@ from horseshoe.diffusion.schedules import make_schedule
 from horseshoe.runs.distill import distill
 from horseshoe.runs.load import load_run
 from horseshoe.sampling import SampleConfig, generate, sampler_timesteps
+from horseshoe.sampling.trajectories import student_levels, teacher_paths
 from horseshoe.training import checkpoint
 
 MU, S = 0.3, 0.5  # data x0 ~ N(MU, S^2) in every pixel
@@ -72,6 +73,22 @@ def test_nearer_levels_shrink_by_q_each_stage_and_reach_the_data_at_stage_0_for_
     table = sigmas(SCHEDULE)
     assert bool((draws.t <= 967).all()) and bool((draws.r < draws.t).all())
     assert bool(((draws.r == CLEAN) | (table[draws.r.clamp(min=0)] < table[draws.t])).all())
+
+
+def test_teacher_paths_end_where_the_exact_ode_map_takes_each_level():
+    # The exact diffusion model of Gaussian data (its x0_hat is the posterior mean) as the teacher: DPM-Solver++(2M)
+    # on its karras steps must carry x at every student level to the closed-form ODE end of that x.
+    teacher = Denoiser(lambda x, t: posterior_mean(x, t), SCHEDULE, "x0")
+    config = SampleConfig(sampler="dpmpp_2m", clip_x0=False)
+    levels = student_levels(SCHEDULE, SampleConfig(sampler="consistency", steps=2, rho=7.0))
+    assert len(levels) == 6 and levels[0] == 967
+    paths = teacher_paths(teacher, 256, (1, 2, 2), config, levels, seed=0, steps=20)
+    assert paths.x.shape == (256, 6, 1, 2, 2) and paths.labels is None
+    for j, t in enumerate(levels[1:], start=1):  # the first level is x_T itself, not quite the marginal there
+        exact = ode_map(paths.x[:, j].float(), torch.full((256,), t))
+        assert float((exact - paths.x0.float()).abs().mean()) < 0.02, t  # measured 0.011-0.015
+    blurred = posterior_mean(paths.x[:, 1].float(), torch.full((256,), levels[1]))
+    assert float((blurred - paths.x0.float()).abs().mean()) > 0.2  # the ends are not the teacher's one-step guess
 
 
 class Affine(torch.nn.Module):
@@ -138,9 +155,13 @@ def weights(run) -> dict:
     return checkpoint.load(checkpoint.resolve(run), parts=("model", "ema")).tensors
 
 
-def test_a_student_is_a_run_that_samples_in_few_steps_and_repeats_bit_for_bit(teacher, tmp_path):
-    distill(teacher, tmp_path / "a", steps=2, progress=False)
-    distill(teacher, tmp_path / "b", steps=2, progress=False)
+FEW_PATHS = ("distill.paths=16", "distill.path_steps=4")  # a tiny run's paths: a fraction of a second
+
+
+@pytest.mark.parametrize("method", ["trajectory", "ect", "cd"])
+def test_a_student_is_a_run_that_samples_in_few_steps_and_repeats_bit_for_bit(teacher, tmp_path, method):
+    distill(teacher, tmp_path / "a", method, steps=2, progress=False, overrides=FEW_PATHS)
+    distill(teacher, tmp_path / "b", method, steps=2, progress=False, overrides=FEW_PATHS)
     assert same_tensors(weights(tmp_path / "a")["ema"], weights(tmp_path / "b")["ema"])
     student = load_run(tmp_path / "a")
     config = student.sampler()
@@ -154,7 +175,8 @@ def test_a_student_is_a_run_that_samples_in_few_steps_and_repeats_bit_for_bit(te
 
 
 def test_a_student_resumes_bit_for_bit(teacher, tmp_path):
-    extra = ("train.checkpoint_every=2",)
+    # The teacher's paths are made again on resume, from the same seed: the same paths, the same student.
+    extra = ("train.checkpoint_every=2", *FEW_PATHS)
     distill(teacher, tmp_path / "straight", steps=4, progress=False, overrides=extra)
     halfway = tmp_path / "straight" / "checkpoints" / checkpoint.checkpoint_name(2)
     distill(teacher, tmp_path / "resumed", steps=4, progress=False, overrides=extra, resume=halfway)
@@ -175,7 +197,8 @@ def test_distill_refuses_unfinished_missing_and_distilled_runs_and_steps_outside
     assert main(["distill", str(unfinished)]) == 2
     assert "is not finished" in capsys.readouterr().err
     student = tmp_path / "student"
-    assert main(["distill", str(teacher), "--out", str(student), "--steps", "1", "--no-progress"]) == 0
+    assert main(["distill", str(teacher), "--out", str(student), "--steps", "1", "--no-progress",
+                 *sum((["--set", s] for s in FEW_PATHS), [])]) == 0
     capsys.readouterr()
     assert main(["distill", str(student)]) == 2
     assert "already distilled" in capsys.readouterr().err

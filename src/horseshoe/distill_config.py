@@ -11,16 +11,20 @@ from dataclasses import dataclass
 
 from horseshoe.diffusion.consistency import METHODS
 
+METHOD = "trajectory"  # what `horseshoe distill` uses: measured best on the demo (docs/measurements/few-step.md)
+
 
 @dataclass(frozen=True)
 class DistillConfig:
     """A student's recipe (horseshoe.diffusion.consistency for the maths).
 
-    method: 'none' (an ordinary run), 'ect' (consistency tuning on the data) or 'cd' (consistency
-    distillation along the teacher's ODE). teacher: the teacher's checkpoint folder the student started
-    from, and teacher_step its step (the page and `distill` read them; a resume does not need them).
-    p_mean, p_std: the log-normal of the noise levels trained (ln sigma); stages: how often t - r is divided
-    by q over the run (Geng et al. 2024).
+    method: 'none' (an ordinary run), 'ect' (consistency tuning on the data), 'cd' (consistency
+    distillation along the teacher's ODE, one DDIM step at a time) or 'trajectory' (regression onto the ends
+    of `paths` whole ODE paths of the teacher, each path_steps steps of DPM-Solver++(2M) plus the student's
+    levels, horseshoe.sampling.trajectories). teacher: the teacher's
+    checkpoint folder the student starts from (cd and trajectory also call it), teacher_step its step.
+    ect and cd: p_mean, p_std, the log-normal of the noise levels trained (ln sigma); stages: how often t - r
+    is divided by q over the run (Geng et al. 2024).
     """
 
     method: str = "none"
@@ -30,6 +34,8 @@ class DistillConfig:
     p_std: float = 2.0
     stages: int = 4
     q: float = 2.0
+    paths: int = 2048
+    path_steps: int = 12
 
     def __post_init__(self) -> None:
         if self.method not in ("none", *METHODS):
@@ -39,6 +45,9 @@ class DistillConfig:
                              f"{self.p_std}")
         if isinstance(self.stages, bool) or self.stages < 1:
             raise ValueError(f"distill.stages must be a positive integer, got {self.stages}")
+        for name in ("paths", "path_steps"):
+            if isinstance(getattr(self, name), bool) or getattr(self, name) < 1:
+                raise ValueError(f"distill.{name} must be a positive integer, got {getattr(self, name)}")
         if not 1 < self.q < 100:
             raise ValueError(f"distill.q must be a number above 1, got {self.q}")
 

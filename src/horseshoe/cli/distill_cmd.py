@@ -7,6 +7,7 @@ from pathlib import Path
 
 from horseshoe.cli.common import OPTIMIZER_STEPS, add_command, output_dir, positive_float, positive_int
 from horseshoe.diffusion.consistency import METHODS
+from horseshoe.distill_config import METHOD
 from horseshoe.training.results import StopReason
 
 DEFAULT_STEPS = 300
@@ -23,9 +24,10 @@ def register(subparsers) -> None:
                         help=f"{OPTIMIZER_STEPS} to tune for (default: {DEFAULT_STEPS}, about the demo's 4 minutes "
                         "on a 2-core CPU)")
     budget.add_argument("--minutes", type=positive_float, help="tune for this long instead (timed as `train` does)")
-    p.add_argument("--method", choices=METHODS, default="ect",
-                   help="ect: consistency tuning on the data (Geng et al. 2024; default, measured better here); "
-                   "cd: consistency distillation along the teacher's ODE (Song et al. 2023)")
+    p.add_argument("--method", choices=METHODS, default=METHOD,
+                   help="trajectory (the default, measured best here): regress onto the ends of the teacher's ODE "
+                   "paths; ect: consistency tuning on the data (Geng et al. 2024); cd: consistency distillation "
+                   "along the teacher's ODE (Song et al. 2023)")
     p.add_argument("--resume", action="store_true", help="continue the student already in --out")
     p.add_argument("--overwrite", action="store_true", help="start the student in --out over")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -35,7 +37,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from horseshoe.runs.distill import distill
+    from horseshoe.runs.distill import distill  # the trainer loads only when a command trains
 
     out = Path(args.out) if args.out else Path(str(Path(args.run)).rstrip("/") + "-fast")
     output_dir(out)

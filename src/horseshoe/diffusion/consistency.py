@@ -25,21 +25,25 @@ from horseshoe.diffusion.objectives import nearest_timesteps
 from horseshoe.diffusion.process import eps_from_x0, q_sample
 from horseshoe.diffusion.schedules import NoiseSchedule
 
-METHODS = ("ect", "cd")
+METHODS = ("ect", "cd", "trajectory")
 CLEAN = -1  # r's "timestep" of clean data: f(x0, clean) = x0
 
 
 @dataclass(frozen=True)
 class PairDraws:
-    """One batch's noise: t and eps (B, C, H, W), and for a consistency loss the nearer level r (CLEAN: the data)."""
+    """One batch's draws: t, and eps (B, C, H, W) for the diffusion loss; also the nearer level r (CLEAN: the
+    data) for a consistency loss; or, for trajectory distillation, which teacher path each example takes (index)
+    at which of its levels (level, t being that level's timestep)."""
 
     t: torch.Tensor  # (B,) int64
-    eps: torch.Tensor
-    r: torch.Tensor | None = None  # (B,) int64; None for the diffusion loss
+    eps: torch.Tensor | None = None
+    r: torch.Tensor | None = None  # (B,) int64
+    index: torch.Tensor | None = None  # (B,) int64
+    level: torch.Tensor | None = None  # (B,) int64
 
     def rows(self, rows: slice) -> PairDraws:
         """The draws of a micro-batch."""
-        return PairDraws(self.t[rows], self.eps[rows], None if self.r is None else self.r[rows])
+        return PairDraws(*(None if v is None else v[rows] for v in (self.t, self.eps, self.r, self.index, self.level)))
 
 
 def sigmas(schedule: NoiseSchedule) -> torch.Tensor:
@@ -123,6 +127,15 @@ def consistency_loss(network: Network, schedule: NoiseSchedule, x0: torch.Tensor
     table = sigmas(schedule).to(t.device)
     gap = (table[t] - torch.where(r == CLEAN, 0.0, table[r.clamp(min=0)])).float()
     return (pseudo_huber(f_t - target, c) / gap).mean()
+
+
+def trajectory_loss(network: Network, schedule: NoiseSchedule, x_t: torch.Tensor, t: torch.Tensor,
+                    x0: torch.Tensor, prediction: str, c: float, labels: torch.Tensor | None = None,
+                    augment: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over the batch of pseudo_huber(f(x_t, t) - x0): x_t on a teacher's ODE path, x0 where the path ends
+    (horseshoe.sampling.trajectories)."""
+    f_t = x0_of(network, schedule, prediction, x_t, t, labels, augment).float()
+    return pseudo_huber(f_t - x0.float(), c).mean()
 
 
 def _rng_state(device: torch.device) -> tuple[torch.Tensor, ...]:

@@ -20,7 +20,7 @@ import torch
 from horseshoe import config as config_module
 from horseshoe.config import Config
 from horseshoe.data.transforms import to_uint8
-from horseshoe.distill_config import DistillConfig
+from horseshoe.distill_config import METHOD, DistillConfig
 from horseshoe.runs import page
 from horseshoe.runs.load import LoadedRun, load_run
 from horseshoe.runs.train import RunResult, train
@@ -29,10 +29,10 @@ from horseshoe.training import checkpoint
 from horseshoe.training.results import StopReason
 from horseshoe.viz.grid import display_scale, make_grid, save_png
 
-METHOD = "ect"  # measured better than 'cd' on the demo (docs/measurements/few-step.md)
 # The student's optimisation: a tenth of the demo's learning rate from the teacher's weights, a short warm-up,
 # and an EMA of a few thousand images (its run is a few hundred steps).
 LR, WARMUP, EMA_HALF_LIFE = 2e-4, 10, 2_000.0
+STUDENT_RHO = 7.0
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,12 @@ def student_config(teacher: Teacher, method: str = METHOD, steps: int | None = N
     train = dataclasses.replace(tc, **budget, lr=LR, warmup_steps=WARMUP, lr_schedule="cosine",
                                 ema_half_life_images=EMA_HALF_LIFE, max_minutes=None, posthoc_ema=(),
                                 sample_every=0, eval_every=0, checkpoint_every=100)
-    sample = dataclasses.replace(teacher.config.sample, sampler="consistency", steps=CONSISTENCY_STEPS)
+    # rho = 7 puts the second of 2 steps at sigma ~ 1 rather than ~ 3 (measured better, docs/measurements/few-step.md).
+    # A trajectory student learns the teacher's guided paths: its own guidance is 1, the conditional model alone,
+    # one network call a step.
+    guidance = 1.0 if method == "trajectory" and teacher.config.model.num_classes else teacher.config.sample.guidance
+    sample = dataclasses.replace(teacher.config.sample, sampler="consistency", steps=CONSISTENCY_STEPS, rho=STUDENT_RHO,
+                                 guidance=guidance)
     distill = DistillConfig(method=method, teacher=str(teacher.checkpoint), teacher_step=teacher.step)
     config = dataclasses.replace(teacher.config, train=train, sample=sample, distill=distill)
     return config_module.apply_overrides(config, list(overrides))

@@ -17,7 +17,7 @@ from horseshoe.sampling.timesteps import sampler_timesteps
 @torch.no_grad()
 def _multistep(
     denoiser: Denoiser, x_T: torch.Tensor, config: SampleConfig, generator: torch.Generator, stochastic: bool,
-    start: int = 0,
+    start: int = 0, timesteps: list[int] | None = None,
 ) -> Generator[StepRecord, torch.Tensor | None, None]:
     """The shared loop: one network evaluation per step, the previous step's x0_hat reused.
 
@@ -31,7 +31,7 @@ def _multistep(
     diffusers' DPMSolverMultistepScheduler with final_sigmas_type='zero'.
     """
     schedule = denoiser.schedule
-    timesteps = sampler_timesteps(schedule, config)
+    timesteps = sampler_timesteps(schedule, config) if timesteps is None else timesteps
 
     def alpha_sigma_lambda(t: int) -> tuple[float, float, float]:
         abar = schedule.alpha_bar(t)
@@ -80,3 +80,13 @@ def dpmpp_2m_sde(
     the injected noise corrects part of an imperfect model's error, as in ancestral sampling.
     """
     return _multistep(denoiser, x_T, config, generator, stochastic=True, start=start)
+
+
+def dpmpp_2m_path(denoiser: Denoiser, x_T: torch.Tensor, timesteps: list[int], clip_x0: bool = True
+                  ) -> Generator[StepRecord, torch.Tensor | None, None]:
+    """DPM-Solver++(2M) on the probability-flow ODE over these descending timesteps, ending at clean data: the
+    teacher's path through chosen levels (horseshoe.sampling.trajectories)."""
+    if any(a <= b for a, b in zip(timesteps, timesteps[1:], strict=False)) or timesteps[-1] < 0:
+        raise ValueError(f"timesteps must descend to 0 or above, got {timesteps}")
+    config = SampleConfig(sampler="dpmpp_2m", steps=len(timesteps), clip_x0=clip_x0)
+    return _multistep(denoiser, x_T, config, torch.Generator(x_T.device), stochastic=False, timesteps=timesteps)
