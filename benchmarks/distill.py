@@ -50,6 +50,12 @@ def score(run: LoadedRun, config, count: int, reference: SWDReference, training:
     return row
 
 
+def tuning_seconds(run: Path) -> float:
+    """Wall seconds of the student's training as its log's end event says (the teacher's paths included)."""
+    events = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return round(sum(e["seconds"] for e in events if e.get("event") == "end"), 1)
+
+
 def seconds_for(run: LoadedRun, config, count: int, repeats: int) -> list[float]:
     labels = None if not run.classes else torch.arange(count) % len(run.classes)
     times = []
@@ -71,6 +77,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--reuse", action="store_true", help="score students already in OUT/<method>")
     parser.add_argument("--tag", default="")
+    parser.add_argument("--rho", type=float, help="sample every student at this rho (default: its own)")
     args = parser.parse_args()
     methods = args.method or ["ect", "cd"]
     torch.manual_seed(0)
@@ -87,15 +94,13 @@ def main() -> None:
     teacher_times = seconds_for(elder, elder.sampler(), 64, args.repeats)
     for method in methods:
         out = Path(args.out) / method
-        started = time.perf_counter()
         if not (args.reuse and checkpoint.has_checkpoints(out)):
             distill(args.teacher, out, method, steps=args.steps, overwrite=True, progress=False,
                     overrides=tuple(args.set))
-        tuning = time.perf_counter() - started
-        student = load_run(out)
+        student = load_run(out, sample_overrides=() if args.rho is None else (f"sample.rho={args.rho}",))
         for n in (1, 2, 4):
-            row = {"who": method, "tuning_seconds": round(tuning, 1), **score(student, student.sampler(steps=n),
-                                                                               args.count, reference, training)}
+            row = {"who": method, "tuning_seconds": tuning_seconds(out), "student_steps": student.step,
+                   **score(student, student.sampler(steps=n), args.count, reference, training)}
             if n == 2:
                 times = seconds_for(student, student.sampler(steps=2), 64, args.repeats)
                 ratios = sorted(s / t for s, t in zip(times, teacher_times, strict=True))

@@ -158,20 +158,27 @@ def weights(run) -> dict:
 FEW_PATHS = ("distill.paths=16", "distill.path_steps=4")  # a tiny run's paths: a fraction of a second
 
 
-@pytest.mark.parametrize("method", ["trajectory", "ect", "cd"])
-def test_a_student_is_a_run_that_samples_in_few_steps_and_repeats_bit_for_bit(teacher, tmp_path, method):
-    distill(teacher, tmp_path / "a", method, steps=2, progress=False, overrides=FEW_PATHS)
-    distill(teacher, tmp_path / "b", method, steps=2, progress=False, overrides=FEW_PATHS)
+def test_a_student_is_a_run_that_samples_in_few_steps_and_repeats_bit_for_bit(teacher, tmp_path):
+    distill(teacher, tmp_path / "a", steps=2, progress=False, overrides=FEW_PATHS)
+    distill(teacher, tmp_path / "b", steps=2, progress=False, overrides=FEW_PATHS)
     assert same_tensors(weights(tmp_path / "a")["ema"], weights(tmp_path / "b")["ema"])
     student = load_run(tmp_path / "a")
     config = student.sampler()
-    assert (config.sampler, config.steps) == ("consistency", 2)
+    assert (config.sampler, config.steps, student.config.distill.method) == ("consistency", 2, "trajectory")
     first, again = (student.generate(config, 4, seed=3) for _ in range(2))
     assert torch.equal(first, again) and not torch.equal(first, student.generate(config, 4, seed=4))
     page = (tmp_path / "a" / "index.html").read_text()
     assert "Teacher and student" in page and "student, 2 steps" in page and (tmp_path / "a/distill/0.png").is_file()
     edited = list(student.edit(torch.zeros(1, *student.image_shape), 0.5, count=2))
     assert len(edited) == 1  # half of 2 steps
+
+
+@pytest.mark.parametrize("method", ["ect", "cd"])
+def test_the_consistency_methods_tune_a_student_too(teacher, tmp_path, method):
+    distill(teacher, tmp_path / method, method, steps=1, progress=False)
+    student = load_run(tmp_path / method)
+    assert student.config.distill.method == method and student.sampler().sampler == "consistency"
+    assert not same_tensors(weights(tmp_path / method)["model"], weights(teacher)["model"])
 
 
 def test_a_student_resumes_bit_for_bit(teacher, tmp_path):

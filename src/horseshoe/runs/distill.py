@@ -29,9 +29,9 @@ from horseshoe.training import checkpoint
 from horseshoe.training.results import StopReason
 from horseshoe.viz.grid import display_scale, make_grid, save_png
 
-# The student's optimisation: a tenth of the demo's learning rate from the teacher's weights, a short warm-up,
+# The student's optimisation: the demo's learning rate (measured better than 2e-4 in 300 steps), a short warm-up,
 # and an EMA of a few thousand images (its run is a few hundred steps).
-LR, WARMUP, EMA_HALF_LIFE = 2e-4, 10, 2_000.0
+LR, WARMUP, EMA_HALF_LIFE = 1e-3, 10, 2_000.0
 STUDENT_RHO = 7.0
 
 

@@ -343,6 +343,8 @@ class Trainer:
         calling the hooks."""
         started, first_step, tc = self.clock(), self.step, self.config.train
         self.first_step = first_step  # where this call began (a time budget's timed steps come before on_start)
+        if self.config.distill.method == "trajectory":
+            self._teacher_paths()  # before any step is timed: a time budget's clock includes them
         budget = None  # a time budget this call plans (a resume keeps its plan)
         if tc.minutes is not None and self.state.planned_steps is None:
             budget = TimeBudget(tc.minutes, started)
