@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from horseshoe.cli.app import build_parser
-from horseshoe.cli.common import positive_int
+from horseshoe.cli.common import positive_float, positive_int
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+MANUALS = (README, README.parent / "docs" / "training.md")  # whose shell examples must parse
 
 # flag -> (a phrase its help must contain, its argparse type; None: any)
 FLAGS = {
@@ -40,8 +41,11 @@ FLAGS = {
     "--image": ("the image", None),
     "--gif": ("GIF", None),
     "--frames": ("frames, spread over", positive_int),
+    "--minutes": ("for this long", positive_float),
+    "--resume": ("continue", None),
+    "--overwrite": ("start over in an --out that already has checkpoints", None),
 }
-FOLDER_OUT = {"train", "sample", "demo", "export", "data export"}  # write several files; the rest write one
+FOLDER_OUT = {"train", "distill", "sample", "demo", "export", "data export"}  # write several files; the rest write one
 NO_OUT = {"evaluate": "writes into the run (eval.json, eval/, index.html)", "config": "prints TOML",
           "serve": "answers in the browser"}
 NO_DEVICE = {"export": "copies tensors from file to file"}
@@ -100,14 +104,14 @@ def test_out_is_where_the_command_writes_a_folder_or_a_file(name):
     assert out is not None, f"{name} writes without --out"
     kind = "folder" if name in FOLDER_OUT else "file"
     assert out.help.startswith(f"{kind} to write: "), f"{name} --out: {out.help!r} should say it is a {kind}"
-    assert out.default is not None or "(required)" in out.help
+    assert out.default is not None or "(required)" in out.help or "(default: RUN-" in out.help  # one made from RUN
 
 
 @pytest.mark.parametrize("name", sorted(COMMANDS))
 def test_steps_say_which_steps(name):
     steps = options(COMMANDS[name]).get("--steps")
     if steps is not None:
-        wanted = "optimizer steps" if name == "train" else "sampler steps, one network evaluation each"
+        wanted = "optimizer steps" if name in ("train", "distill") else "sampler steps, one network evaluation each"
         assert wanted in steps.help, f"{name} --steps: {steps.help!r}"
 
 
@@ -139,8 +143,9 @@ def examples() -> list[list[str]]:
     lines = []
     for parser in COMMANDS.values():
         lines += command_lines(parser.description.split("example:\n", 1)[1])
-    for block in re.findall(r"```bash\n(.*?)```", README.read_text(), re.S):
-        lines += command_lines(block)
+    for manual in MANUALS:
+        for block in re.findall(r"```bash\n(.*?)```", manual.read_text(), re.S):
+            lines += command_lines(block)
     return lines
 
 

@@ -147,15 +147,16 @@ def compare_section(out: Path, teacher: Teacher, count: int = 64) -> Path:
     columns = None if labels is None else count // len(student.classes)
     scale = display_scale(student.config.data.height)
     cells = []
-    shown = [("teacher", elder, elder.sampler())] + [
+    own = elder.sampler()
+    shown = [(f"teacher, {own.steps} steps", elder, own)] + [
         (f"student, {n} step{'s' * (n > 1)}", student, student.sampler(steps=n))
         for n in sorted({1, CONSISTENCY_STEPS, MAX_CONSISTENCY_STEPS})]
     for i, (who, run, config) in enumerate(shown):
         found = timed_samples(run, config, count, labels=labels)
         src = f"distill/{i}.png"
         save_png(make_grid(to_uint8(found.images), columns, scale=scale), out / src)
-        cells.append(page.figure(src, f"{who}: {config.sampler}, {config.steps} steps, "
-                                      f"{count} samples in {found.seconds:.2f} s"))
+        cells.append(page.figure(src, f"{who} ({config.sampler}): {count} samples in {found.seconds:.2f} s"))
     body = page.note(f"Distilled from {teacher.checkpoint} (step {teacher.step}) by "
-                     f"{student.config.distill.method}; times on {student.device}, the best of 3.") + "\n".join(cells)
+                     f"{student.config.distill.method}; times on {student.device}, the best of 3.")
+    body += '<div style="display: flex; flex-wrap: wrap; gap: 1em">' + "\n".join(cells) + "</div>"  # side by side
     return page.add_section(out, "distill", "Teacher and student", body, order=5)

@@ -22,17 +22,16 @@ from horseshoe.config import Config
 from horseshoe.data.augment import augment_images
 from horseshoe.data.loader import TrainingBatch
 from horseshoe.diffusion import Denoiser
-from horseshoe.diffusion.consistency import PairDraws, consistency_loss, draw_pairs, huber_c, trajectory_loss
+from horseshoe.diffusion.consistency import PairDraws
 from horseshoe.diffusion.objectives import draw_noise, drop_labels, loss_from_noise
 from horseshoe.runtime import autocast, pick_device, resolve_precision, setup_device
-from horseshoe.sampling import SampleConfig, generate
-from horseshoe.sampling.timesteps import usable_steps
-from horseshoe.sampling.trajectories import TeacherPaths, student_levels, teacher_paths
+from horseshoe.sampling import generate
 from horseshoe.training import checkpoint, distributed
 from horseshoe.training.budget import TimeBudget, replan_step, timed_steps
 from horseshoe.training.errors import NonFiniteLoss
 from horseshoe.training.results import StepResult, StopReason, TrainResult
 from horseshoe.training.state import TrainState
+from horseshoe.training.students import Student
 
 
 class Hook:
@@ -89,8 +88,9 @@ class Trainer:
                                                    if self.device.type == "cuda" else None)
         if tc.compile:
             self.network = torch.compile(self.network)
-        self.teacher = self._teacher() if config.distill.student else None
-        self.paths: TeacherPaths | None = None  # trajectory distillation's teacher paths, made at the first step
+        # A distilled run (horseshoe.runs.distill): the teacher's weights to start from, its method's draws and loss.
+        self.student = Student(self.config, self.state, self.schedule, self.precision) if config.distill.student \
+            else None
         self._stop_signal: int | None = None
         self.first_step = 0  # the step the current fit began at
         self.clock = time.perf_counter  # what step times and budgets are measured with (a test sets its own)
@@ -98,27 +98,6 @@ class Trainer:
     @property
     def step(self) -> int:
         return self.state.step
-
-    def _teacher(self) -> torch.nn.Module | None:
-        """A distilled run's start: the teacher's EMA weights in the model and its EMA; for 'cd', also the frozen
-        teacher itself (a resume then overwrites the student's weights with the checkpoint's)."""
-        dc = self.config.distill
-        found = checkpoint.resolve(dc.teacher)
-        data = checkpoint.load(found, parts=("ema",))
-        weights = data.tensors["ema"]
-        self.teacher_sample = SampleConfig(**{k: tuple(v) if isinstance(v, list) else v
-                                              for k, v in data.config["sample"].items()})
-        try:
-            self.state.model.load_state_dict(weights)
-            self.state.ema.model.load_state_dict(weights)
-        except RuntimeError as error:
-            first = str(error).strip().splitlines()[-1].strip()
-            raise ValueError(f"teacher {str(found)!r} does not match the student's config: {first}") from None
-        if dc.method == "ect":
-            return None
-        teacher = type(self.state.model)(self.config.model, self.config.data.shape).to(self.device)
-        teacher.load_state_dict(weights)
-        return teacher.eval().requires_grad_(False)
 
     def total_steps(self) -> int:
         """The step budget: train.steps, train.epochs passes over a dataset of fixed size, or the steps
@@ -214,56 +193,19 @@ class Trainer:
         return StepResult(st.step, loss_value, self.clock() - started, lr, grad_norm)
 
     def _draw(self, total_steps: int) -> PairDraws:
-        """The global batch's noise: t and eps for the diffusion loss (r unused), or t, r and eps for a distilled
-        run's consistency loss at this step's stage."""
-        shape, dc = (self.config.train.batch_size, *self.config.data.shape), self.config.distill
-        if dc.method == "trajectory":
-            paths, noise = self._teacher_paths(), self.state.noise
-            index = torch.randint(0, len(paths.x0), shape[:1], generator=noise, device=noise.device)
-            level = torch.randint(0, len(paths.levels), shape[:1], generator=noise, device=noise.device)
-            return PairDraws(t=torch.tensor(paths.levels, device=noise.device)[level], index=index, level=level)
-        if dc.student:
-            usable = usable_steps(self.schedule, self.config.sample.lambda_min)
-            return draw_pairs(self.schedule, shape, self.state.noise, dc.stage(self.state.step, total_steps),
-                              dc.p_mean, dc.p_std, usable, dc.q)
+        """The global batch's noise: t and eps for the diffusion loss, or a distilled run's draws."""
+        shape = (self.config.train.batch_size, *self.config.data.shape)
+        if self.student is not None:
+            return self.student.draw(shape, self.state.noise, self.state.step, total_steps)
         t, eps = draw_noise(self.schedule, shape, self.state.noise, lognormal=self.config.diffusion.lognormal)
         return PairDraws(t=t, eps=eps)
 
-    def _teacher_paths(self) -> TeacherPaths:
-        """distill.paths ODE paths of the teacher through the student's levels, made once (again after a resume:
-        the same seed gives the same paths)."""
-        if self.paths is None:
-            dc, teacher = self.config.distill, self.teacher
-            network = lambda x, t, labels=None: teacher(x, t, labels)  # noqa: E731
-            with autocast(self.device, self.precision):
-                self.paths = teacher_paths(
-                    Denoiser(network, self.schedule, self.config.diffusion.prediction), dc.paths,
-                    self.config.data.shape, self.teacher_sample, student_levels(self.schedule, self.config.sample),
-                    seed=self.config.train.seed, classes=self.config.model.num_classes, steps=dc.path_steps,
-                    device=self.device)
-        return self.paths
-
-    def _path_batch(self, draws: PairDraws) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """x at the drawn level of each drawn path, where that path ends, and its class."""
-        index, level = draws.index.cpu(), draws.level.cpu()
-        paths = self.paths
-        x_t = paths.x[index, level].to(self.device, torch.float32)
-        labels = None if paths.labels is None else paths.labels[index].to(self.device)
-        return x_t, paths.x0[index].to(self.device, torch.float32), labels
-
     def _loss(self, x0: torch.Tensor, draws: PairDraws, labels: torch.Tensor | None,
               augment: torch.Tensor | None) -> torch.Tensor:
-        """The diffusion loss, or a distilled run's consistency loss, of one micro-batch."""
-        prediction = self.config.diffusion.prediction
-        if self.config.distill.method == "trajectory":
-            x_t, end, labels = self._path_batch(draws)
-            plain = None if augment is None else torch.zeros_like(augment)  # the paths are of unaugmented images
-            return trajectory_loss(self.network, self.schedule, x_t, draws.t, end, prediction,
-                                   huber_c(tuple(x_t.shape)), labels, plain)
-        if self.config.distill.student:
-            return consistency_loss(self.network, self.schedule, x0, draws, prediction, huber_c(tuple(x0.shape)),
-                                    labels, augment, self.teacher)
-        return loss_from_noise(self.network, self.schedule, x0, draws.t, draws.eps, prediction,
+        """The diffusion loss of one micro-batch, or a distilled run's loss."""
+        if self.student is not None:
+            return self.student.loss(self.network, x0, draws, labels, augment)
+        return loss_from_noise(self.network, self.schedule, x0, draws.t, draws.eps, self.config.diffusion.prediction,
                                self.config.diffusion.min_snr_gamma, labels, augment)
 
     def _backward(self, micro: int, draws: PairDraws, u_all: torch.Tensor | None) -> torch.Tensor:
@@ -343,8 +285,8 @@ class Trainer:
         calling the hooks."""
         started, first_step, tc = self.clock(), self.step, self.config.train
         self.first_step = first_step  # where this call began (a time budget's timed steps come before on_start)
-        if self.config.distill.method == "trajectory":
-            self._teacher_paths()  # before any step is timed: a time budget's clock includes them
+        if self.student is not None:
+            self.student.prepare()
         budget = None  # a time budget this call plans (a resume keeps its plan)
         if tc.minutes is not None and self.state.planned_steps is None:
             budget = TimeBudget(tc.minutes, started)

@@ -1,0 +1,88 @@
+"""What a distilled run's training adds to the loop (horseshoe.runs.distill): the teacher it starts from, the draws and
+the loss of its method (horseshoe.diffusion.consistency), and for trajectory distillation the teacher's paths."""
+
+from __future__ import annotations
+
+import torch
+
+from horseshoe import config as config_module
+from horseshoe.config import Config
+from horseshoe.diffusion import Denoiser
+from horseshoe.diffusion.consistency import PairDraws, consistency_loss, draw_pairs, huber_c, trajectory_loss
+from horseshoe.diffusion.schedules import NoiseSchedule
+from horseshoe.runtime import autocast
+from horseshoe.sampling.timesteps import usable_steps
+from horseshoe.sampling.trajectories import TeacherPaths, student_levels, teacher_paths
+from horseshoe.training import checkpoint
+from horseshoe.training.state import TrainState
+
+
+class Student:
+    """The teacher's EMA weights loaded into a fresh state's model and EMA (a resume overwrites them with the
+    student's own); the frozen teacher for 'cd' and 'trajectory'; the method's draws and loss."""
+
+    def __init__(self, config: Config, state: TrainState, schedule: NoiseSchedule, precision: str) -> None:
+        self.config, self.schedule, self.device, self.precision = config, schedule, state.device, precision
+        dc = config.distill
+        found = checkpoint.resolve(dc.teacher)
+        data = checkpoint.load(found, parts=("ema",))
+        weights = data.tensors["ema"]
+        try:
+            self.teacher_sample = config_module.from_dict(data.config).sample
+            state.model.load_state_dict(weights)
+            state.ema.model.load_state_dict(weights)
+        except (RuntimeError, ValueError) as error:
+            first = str(error).strip().splitlines()[-1].strip()
+            raise ValueError(f"teacher {str(found)!r} does not match the student's config: {first}") from None
+        self.teacher: torch.nn.Module | None = None
+        if dc.method != "ect":  # ect calls no teacher
+            self.teacher = type(state.model)(config.model, config.data.shape).to(self.device)
+            self.teacher.load_state_dict(weights)
+            self.teacher.eval().requires_grad_(False)
+        self.paths: TeacherPaths | None = None
+
+    def prepare(self) -> None:
+        """Make the teacher's paths (trajectory), before any step is timed: a time budget's clock includes them."""
+        if self.config.distill.method == "trajectory":
+            self.teacher_paths()
+
+    def teacher_paths(self) -> TeacherPaths:
+        """distill.paths ODE paths of the teacher through the student's levels, made once (again after a resume:
+        the same seed gives the same paths)."""
+        if self.paths is None:
+            dc, teacher, config = self.config.distill, self.teacher, self.config
+            network = lambda x, t, labels=None: teacher(x, t, labels)  # noqa: E731
+            with autocast(self.device, self.precision):
+                self.paths = teacher_paths(
+                    Denoiser(network, self.schedule, config.diffusion.prediction), dc.paths, config.data.shape,
+                    self.teacher_sample, student_levels(self.schedule, config.sample), seed=config.train.seed,
+                    classes=config.model.num_classes, steps=dc.path_steps, device=self.device)
+        return self.paths
+
+    def draw(self, shape: tuple[int, ...], noise: torch.Generator, step: int, total_steps: int) -> PairDraws:
+        """The global batch's draws: a path and a level of it per example (trajectory), or t, r and eps at this
+        step's stage (ect, cd)."""
+        dc = self.config.distill
+        if dc.method == "trajectory":
+            paths = self.teacher_paths()
+            index = torch.randint(0, len(paths.x0), shape[:1], generator=noise, device=noise.device)
+            level = torch.randint(0, len(paths.levels), shape[:1], generator=noise, device=noise.device)
+            return PairDraws(t=torch.tensor(paths.levels, device=noise.device)[level], index=index, level=level)
+        usable = usable_steps(self.schedule, self.config.sample.lambda_min)
+        return draw_pairs(self.schedule, shape, noise, dc.stage(step, total_steps), dc.p_mean, dc.p_std, usable, dc.q)
+
+    def loss(self, network, x0: torch.Tensor, draws: PairDraws, labels: torch.Tensor | None,
+             augment: torch.Tensor | None) -> torch.Tensor:
+        """One micro-batch's loss. Trajectory distillation reads its inputs, targets and classes from the paths
+        (x0, labels and augment of the data batch unused: the paths are of unaugmented images)."""
+        prediction = self.config.diffusion.prediction
+        if self.config.distill.method != "trajectory":
+            return consistency_loss(network, self.schedule, x0, draws, prediction, huber_c(tuple(x0.shape)),
+                                    labels, augment, self.teacher)
+        paths, index, level = self.paths, draws.index.cpu(), draws.level.cpu()
+        x_t = paths.x[index, level].to(self.device, torch.float32)
+        ends = paths.x0[index].to(self.device, torch.float32)
+        classes = None if paths.labels is None else paths.labels[index].to(self.device)
+        plain = None if augment is None else torch.zeros_like(augment)
+        return trajectory_loss(network, self.schedule, x_t, draws.t, ends, prediction, huber_c(tuple(x_t.shape)),
+                               classes, plain)
