@@ -7,7 +7,7 @@ import torch
 from oracles import equicorrelated_denoiser, gaussian_denoiser, one_point_denoiser, plain
 
 from horseshoe.diffusion import make_schedule
-from horseshoe.sampling import SAMPLERS, initial_noise, iterate, sample, sampler_timesteps
+from horseshoe.sampling import DIFFUSION_SAMPLERS, SAMPLERS, initial_noise, iterate, sample, sampler_timesteps
 from horseshoe.sampling.edit import (
     MASKS,
     builtin_mask,
@@ -112,7 +112,7 @@ def test_inpainting_without_jumps_runs_the_sampler_unchanged_on_independent_pixe
     assert torch.equal(out[~inside], x0[~inside])
 
 
-@pytest.mark.parametrize("name", list(SAMPLERS))
+@pytest.mark.parametrize("name", DIFFUSION_SAMPLERS)  # the consistency sampler: tests/test_distill.py
 def test_every_sampler_inpaints_with_jumps_and_keeps_the_known_pixels(name):
     schedule = make_schedule("cosine", 100)
     point = torch.tensor([-0.8, 0.1, 0.6]).view(1, 3, 1, 1).double().expand(1, 3, SIDE, SIDE)
@@ -138,7 +138,7 @@ def test_builtin_masks_cover_what_they_say():
         builtin_mask("middle", 8, 8)
 
 
-@pytest.mark.parametrize("name", list(SAMPLERS))
+@pytest.mark.parametrize("name", DIFFUSION_SAMPLERS)  # the consistency sampler: tests/test_distill.py
 def test_sdedit_strength_one_is_plain_sampling_and_zero_the_input(name):
     schedule = make_schedule("cosine", 200)
     denoiser = gaussian_denoiser(schedule, MU, 0.5)
@@ -151,7 +151,7 @@ def test_sdedit_strength_one_is_plain_sampling_and_zero_the_input(name):
     assert torch.equal(finish(sdedit(denoiser, x0, eps, config, torch.Generator(), 0.0), x0), x0)
 
 
-@pytest.mark.parametrize("name", list(SAMPLERS))
+@pytest.mark.parametrize("name", DIFFUSION_SAMPLERS)  # the consistency sampler: tests/test_distill.py
 @pytest.mark.parametrize("strength", [0.05, 0.3, 0.6, 1.0])
 def test_sdedit_on_one_point_data_returns_the_point(name, strength):
     schedule = make_schedule("cosine", 200)
@@ -234,7 +234,7 @@ def test_slerp_path_ends_on_both_noises():
         slerp_path(z0, z1, 1)
 
 
-@pytest.mark.parametrize("name", list(SAMPLERS))
+@pytest.mark.parametrize("name", DIFFUSION_SAMPLERS)  # the consistency sampler: tests/test_distill.py
 def test_sampler_start_and_send_keep_the_plain_run(name):
     # start=k runs the last N - k of the same timesteps (for one-step DDIM: exactly the plain run's
     # tail); sending back each x_prev unchanged is the plain run.

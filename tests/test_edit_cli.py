@@ -150,12 +150,12 @@ def test_a_folder_for_the_picture_is_one_line_in_every_edit_command(run_dir, ima
                        f"'{tmp_path / 'picture.png'}'"), (command, err)
 
 
-def test_readme_edit_example_runs(run_dir, images):
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    block = re.search(r"## Edit with a trained model.*?```python\n(.*?)```", text, re.S).group(1)
+def test_the_manual_edit_example_runs(run_dir, images):
+    text = (Path(__file__).resolve().parents[1] / "docs" / "how-it-works.md").read_text()
+    block = re.search(r"## Editing with a trained model.*?```python\n(.*?)```", text, re.S).group(1)
     code = block.replace("runs/demo", str(run_dir)).replace("shoe.png", str(images / "a.png"))
     namespace: dict = {}
-    exec(compile(code, "README edit example", "exec"), namespace)
+    exec(compile(code, "docs/how-it-works.md edit example", "exec"), namespace)
     assert tuple(namespace["filled"].shape) == tuple(namespace["variations"].shape) == (8, 1, SIZE, SIZE)
     inversion, image = namespace["inversion"], namespace["image"].float().cpu()
     # .rmse is the round trip's error against the image given, and DDIM inversion comes back close to it

@@ -7,7 +7,7 @@ from oracles import class_gaussian_network, plain
 from horseshoe.diffusion import NO_CLASS, Denoiser, make_schedule
 from horseshoe.models import NO_CLASS as MODEL_NO_CLASS
 from horseshoe.models import UNet, UNetConfig
-from horseshoe.sampling import SAMPLERS, generate, initial_noise, sample
+from horseshoe.sampling import DIFFUSION_SAMPLERS, generate, initial_noise, sample
 
 TINY = UNetConfig(base_channels=16, channel_mults=(1, 2), num_res_blocks=1, norm_groups=8, patch_size=1)
 
@@ -145,7 +145,7 @@ def test_guidance_rejects_negative_scales_and_bad_intervals():
 MUS, SIGMAS = [-0.6, 0.5], [0.3, 0.2]
 
 
-@pytest.mark.parametrize("name", list(SAMPLERS))
+@pytest.mark.parametrize("name", DIFFUSION_SAMPLERS)  # the consistency sampler: tests/test_distill.py
 def test_per_class_gaussian_oracle_with_guidance_one_reproduces_each_class(name):
     # Two classes, N(-0.6, 0.3^2) and N(0.5, 0.2^2); at w = 1 the denoiser is the exact conditional
     # predictor, so each class's samples must have its mean and spread. Tolerance as in

@@ -6,7 +6,7 @@ from oracles import gaussian_denoiser, ode_endpoint, one_point_denoiser, plain
 
 from horseshoe.diffusion import Denoiser, make_schedule
 from horseshoe.sampling import (
-    SAMPLERS,
+    DIFFUSION_SAMPLERS,
     SampleConfig,
     ddim_invert,
     initial_noise,
@@ -26,7 +26,7 @@ def draw(n, seed=0):
     return initial_noise((n, 1, 1, 1), g, torch.float64), g
 
 
-@pytest.mark.parametrize("name", list(SAMPLERS))
+@pytest.mark.parametrize("name", DIFFUSION_SAMPLERS)  # the consistency sampler: tests/test_distill.py
 def test_gaussian_oracle_reproduces_data_distribution(name):
     # Driven by the optimal predictor for N(MU, S^2), every sampler run over all T=1000 steps must
     # return samples with mean MU and std S. Tolerance: 5 standard errors of the estimate
@@ -40,7 +40,7 @@ def test_gaussian_oracle_reproduces_data_distribution(name):
     assert out.std().item() == pytest.approx(S, abs=5 * S / (2 * n) ** 0.5 + 6e-3)
 
 
-@pytest.mark.parametrize("name", list(SAMPLERS))
+@pytest.mark.parametrize("name", DIFFUSION_SAMPLERS)  # the consistency sampler: tests/test_distill.py
 @pytest.mark.parametrize("spacing", SPACINGS)
 @pytest.mark.parametrize("num_steps", [1, 7, 50])
 def test_one_point_data_returns_the_point(name, spacing, num_steps):
@@ -146,7 +146,7 @@ def test_sde_solver_beats_the_ancestral_sampler_at_20_steps():
     assert sde < 0.03 and ancestral > 0.08
 
 
-@pytest.mark.parametrize("name", list(SAMPLERS))
+@pytest.mark.parametrize("name", DIFFUSION_SAMPLERS)  # the consistency sampler: tests/test_distill.py
 def test_same_seed_same_sample(name):
     schedule = make_schedule("linear", 50)
     denoiser = gaussian_denoiser(schedule, MU, S)
@@ -157,7 +157,7 @@ def test_same_seed_same_sample(name):
     assert torch.equal(outs[0], outs[1])
 
 
-@pytest.mark.parametrize("name", list(SAMPLERS))
+@pytest.mark.parametrize("name", DIFFUSION_SAMPLERS)  # the consistency sampler: tests/test_distill.py
 def test_records_walk_the_timesteps(name):
     schedule = make_schedule("linear", 100)
     x_T, g = draw(4)
@@ -256,7 +256,7 @@ def test_lambda_min_starts_at_the_noisiest_kept_level():
     assert records[0].t == kept - 1
 
 
-@pytest.mark.parametrize("name", list(SAMPLERS))
+@pytest.mark.parametrize("name", DIFFUSION_SAMPLERS)  # the consistency sampler: tests/test_distill.py
 def test_lambda_min_keeps_one_point_data_exact(name):
     schedule = make_schedule("cosine", 200)
     point = torch.tensor([-0.8, 0.1, 0.6]).view(1, 3, 1, 1).double()

@@ -130,13 +130,12 @@ def png_claiming(width: int, height: int) -> str:
 
 def test_the_page_and_the_run_info_load_from_the_loopback(server):
     assert server.server_address[0] == "127.0.0.1" and server.url.startswith("http://127.0.0.1:")
-    started = time.perf_counter()
-    status, page = call(server, "/?selftest=1")
+    status, page = call(server, "/?selftest=1")  # its load time is measured by benchmarks/serve_time.py
     info = call(server, "/api/info")[1]
-    assert time.perf_counter() - started < 1.0
     assert status == 200 and b'<canvas id="draw"' in page and b"/api/job/" in page
     assert info["classes"] == ["ring", "bar"] and info["height"] == SIZE and info["steps"] == 2
-    assert "ddim" in info["samplers"] and info["sampler"] == "dpmpp_2m_sde" and info["interpolate_sampler"] == "ddim"
+    assert "ddim" in info["samplers"] and "consistency" not in info["samplers"]  # the few-step one: students only
+    assert info["sampler"] == "dpmpp_2m_sde" and info["interpolate_sampler"] == "ddim"
     status, answer = call(server, "/api/info", headers={"Host": "attacker.example:80"})
     assert status == 403 and "loopback" in answer["error"]  # a rebound name is refused
 
@@ -195,7 +194,8 @@ BAD = {
     "unknown class": ("sample", {"class": "horse"}, 400, "unknown class 'horse'; this run's classes are ring, bar"),
     "steps out of range": ("sample", {"steps": 1001}, 400, "steps must lie in [1, 1000], got 1001"),
     "too many images": ("sample", {"count": 65}, 400, "count must lie in [1, 64]"),
-    "unknown sampler": ("sample", {"sampler": "euler"}, 400, "unknown sampler 'euler'"),
+    "unknown sampler": ("sample", {"sampler": "euler"}, 400, "sampler 'euler' does not suit this run"),
+    "a student's sampler": ("sample", {"sampler": "consistency"}, 400, "does not suit this run; choose one of ddpm"),
     "unknown field": ("sample", {"path": "/etc/passwd"}, 400, "unknown field 'path'"),
     "guidance without class": ("sample", {"guidance": 2}, 400, "guidance needs a class"),
     "a string for a number": ("sample", {"count": "8"}, 400, "count: expected a whole number"),

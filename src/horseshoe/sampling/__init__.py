@@ -45,6 +45,11 @@ SAMPLERS: dict[str, Sampler] = {
 }
 
 
+# The samplers of a diffusion model's denoiser: all but the consistency sampler, which needs a model tuned into a
+# consistency function (`horseshoe distill`) and takes 1 to 4 steps.
+DIFFUSION_SAMPLERS = tuple(name for name in SAMPLERS if name != "consistency")
+
+
 def get_sampler(name: str) -> Sampler:
     """Look a sampler up by name, with an error that lists the choices."""
     if name not in SAMPLERS:
@@ -133,6 +138,7 @@ def generate(
 
 
 __all__ = [
+    "DIFFUSION_SAMPLERS",
     "generate",
     "SAMPLERS",
     "SampleConfig",

@@ -21,9 +21,9 @@ from importlib import resources
 from urllib.parse import SplitResult, parse_qs, urlsplit
 
 from horseshoe.runs.load import LoadedRun
-from horseshoe.sampling import SAMPLERS, sampler_timesteps
+from horseshoe.sampling import sampler_timesteps
 from horseshoe.serve.jobs import Worker
-from horseshoe.serve.tasks import GUIDANCE_MAX, STOCHASTIC, TASKS, parse
+from horseshoe.serve.tasks import GUIDANCE_MAX, STOCHASTIC, TASKS, parse, suited_samplers
 from horseshoe.serve.uploads import Limits, RequestError
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ def run_info(run: LoadedRun, limits: Limits) -> dict:
     channels, height, width = run.image_shape
     return {
         "run": run.run_dir.name, "step": run.step, "channels": channels, "height": height, "width": width,
-        "classes": list(run.classes), "samplers": list(SAMPLERS), "sampler": config.sampler,
+        "classes": list(run.classes), "samplers": list(suited_samplers(run)), "sampler": config.sampler,
         "steps": len(sampler_timesteps(run.denoiser.schedule, config)), "max_steps": run.denoiser.schedule.num_steps,
         # an interpolation is smooth only where every image gets the same noise: the run's sampler, unless it
         # adds fresh noise per image, then DDIM (at eta 0)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from horseshoe.runs.load import LoadedRun
-from horseshoe.sampling import SAMPLERS, SampleConfig, StepRecord, initial_noise, sampler_timesteps
+from horseshoe.sampling import DIFFUSION_SAMPLERS, SampleConfig, StepRecord, initial_noise, sampler_timesteps
 from horseshoe.sampling.edit import repaint_length, sdedit_start, slerp_path
 from horseshoe.serve.uploads import Limits, RequestError, decode_image, fitted_image, fitted_mask
 
@@ -79,12 +79,17 @@ class Fields:
             raise RequestError(f"unknown field {unknown[0]!r}")
 
 
+def suited_samplers(run: LoadedRun) -> tuple[str, ...]:
+    """The samplers that make sense for this run: a distilled run's few-step one, or a diffusion model's."""
+    return ("consistency",) if run.config.distill.student else DIFFUSION_SAMPLERS
+
+
 def sampler_settings(run: LoadedRun, fields: Fields) -> tuple[SampleConfig, str | None, int]:
     """The sampler, steps, class and guidance a request asks for (the run's own where it says none):
     the config, the class name (None: no class) and how many timesteps the sampler visits."""
     name = fields.text("sampler")
-    if name is not None and name not in SAMPLERS:
-        raise RequestError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
+    if name is not None and name not in suited_samplers(run):
+        raise RequestError(f"sampler {name!r} does not suit this run; choose one of {', '.join(suited_samplers(run))}")
     steps = fields.integer("steps", None, 1, run.denoiser.schedule.num_steps)
     label = fields.text("class")
     guidance = fields.number("guidance", None, 0.0, GUIDANCE_MAX)
