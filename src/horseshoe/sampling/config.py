@@ -11,7 +11,7 @@ from horseshoe.sampling.timesteps import SPACINGS, usable_steps
 DDPM_VARIANCES = ("posterior", "beta")
 # The consistency sampler's steps: what `horseshoe distill` tunes a model for (horseshoe.sampling.consistency).
 MAX_CONSISTENCY_STEPS = 4
-CONSISTENCY_STEPS = 2  # its default: as good as 4 on the distilled demo (docs/measurements/few-step.md)
+CONSISTENCY_STEPS = 2  # its default: 94% valid shoes on the demo's student at half the time of 4 (96%); few-step.md
 
 
 @dataclass(frozen=True)

@@ -105,8 +105,8 @@ def sampler_timesteps(schedule: NoiseSchedule, config: SpacingOptions) -> list[i
     """The descending timesteps a sampler visits for this schedule and config.
 
     The consistency sampler's N levels are the first N of the spacing's N + 1: each of its steps jumps to
-    clean data, so a last level at t = 0 would add nothing (on the karras spacing with rho = 3, 2 steps
-    visit t = 967 and t = 705, sigma ~ 2.6).
+    clean data, so a last level at t = 0 would add nothing (on the karras spacing, 2 steps visit t = 967
+    and t = 796, sigma ~ 3, at rho = 3; t = 967 and t = 518, sigma ~ 1, at a student's rho = 7).
     """
     if config.sampler == "consistency":
         steps = config.steps or 1
