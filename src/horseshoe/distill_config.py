@@ -21,7 +21,8 @@ class DistillConfig:
     method: 'none' (an ordinary run), 'ect' (consistency tuning on the data), 'cd' (consistency
     distillation along the teacher's ODE, one DDIM step at a time) or 'trajectory' (regression onto the ends
     of `paths` whole ODE paths of the teacher, each path_steps steps of DPM-Solver++(2M) plus the student's
-    levels, horseshoe.sampling.trajectories). teacher: the teacher's
+    levels, horseshoe.sampling.trajectories; level_weights 'even' draws every level as often, 'visits' in
+    proportion to how many of the 1- to 4-step samplers visit it). teacher: the teacher's
     checkpoint folder the student starts from (cd and trajectory also call it), teacher_step its step.
     ect and cd: p_mean, p_std, the log-normal of the noise levels trained (ln sigma); stages: how often t - r
     is divided by q over the run (Geng et al. 2024).
@@ -36,6 +37,7 @@ class DistillConfig:
     q: float = 2.0
     paths: int = 2048
     path_steps: int = 12
+    level_weights: str = "even"
 
     def __post_init__(self) -> None:
         if self.method not in ("none", *METHODS):
@@ -48,6 +50,8 @@ class DistillConfig:
         for name in ("paths", "path_steps"):
             if isinstance(getattr(self, name), bool) or getattr(self, name) < 1:
                 raise ValueError(f"distill.{name} must be a positive integer, got {getattr(self, name)}")
+        if self.level_weights not in ("even", "visits"):
+            raise ValueError(f"distill.level_weights must be 'even' or 'visits', got {self.level_weights!r}")
         if not 1 < self.q < 100:
             raise ValueError(f"distill.q must be a number above 1, got {self.q}")
 

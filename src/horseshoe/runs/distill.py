@@ -22,7 +22,7 @@ from horseshoe.config import Config
 from horseshoe.data.transforms import to_uint8
 from horseshoe.distill_config import METHOD, DistillConfig
 from horseshoe.runs import page
-from horseshoe.runs.load import LoadedRun, load_run
+from horseshoe.runs.load import LoadedRun, load_run, run_dir_of
 from horseshoe.runs.train import RunResult, train
 from horseshoe.sampling.config import CONSISTENCY_STEPS, MAX_CONSISTENCY_STEPS
 from horseshoe.training import checkpoint
@@ -70,13 +70,13 @@ def finished_teacher(run: str | Path) -> Teacher:
 
 def _page_after(found: Path) -> bool:
     """Whether the run's page was written after its latest checkpoint: training then ended without a signal."""
-    page_file = found.parent.parent / "index.html"
+    page_file = run_dir_of(found) / "index.html"
     return page_file.is_file() and page_file.stat().st_mtime >= max(f.stat().st_mtime for f in found.iterdir())
 
 
 def _training_seconds(found: Path) -> float | None:
     """Wall seconds from the first to the last line of the run's log (metrics.jsonl)."""
-    log = found.parent.parent / "metrics.jsonl"
+    log = run_dir_of(found) / "metrics.jsonl"
     if not log.is_file():
         return None
     times = [json.loads(line)["time"] for line in log.read_text().splitlines() if '"time"' in line]
@@ -109,7 +109,7 @@ def distill(run: str | Path, out: str | Path, method: str = METHOD, steps: int |
     """Distil finished run `run` into a student in `out`; resume: continue a student from its run directory (its
     latest checkpoint) or a checkpoint of it."""
     teacher = finished_teacher(run)
-    if Path(out).resolve() == teacher.checkpoint.parent.parent.resolve():
+    if Path(out).resolve() == run_dir_of(teacher.checkpoint).resolve():
         raise ValueError(f"--out {str(out)!r} is the teacher's own run directory: choose another")
     config = student_config(teacher, method, steps, minutes, overrides)
     result = train(config, out, resume=resume, progress=progress, overwrite=overwrite)

@@ -40,6 +40,13 @@ def student_levels(schedule, config: SampleConfig) -> tuple[int, ...]:
     return tuple(sorted(levels, reverse=True))
 
 
+def level_visits(schedule, config: SampleConfig, levels: tuple[int, ...]) -> tuple[int, ...]:
+    """How many of the 1- to MAX_CONSISTENCY_STEPS-step samplers visit each level: the first level all of them."""
+    visited = [sampler_timesteps(schedule, dataclasses.replace(config, sampler="consistency", steps=steps))
+               for steps in range(1, MAX_CONSISTENCY_STEPS + 1)]
+    return tuple(sum(level in steps for steps in visited) for level in levels)
+
+
 def path_grid(schedule, teacher: SampleConfig, levels: tuple[int, ...], steps: int) -> list[int]:
     """The teacher's ODE steps: `steps` of its karras spacing (deterministic) with the levels added. On the demo's
     model 10 steps of the ODE score as well as 20 (docs/measurements/quality.md)."""

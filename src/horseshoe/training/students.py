@@ -12,7 +12,7 @@ from horseshoe.diffusion.consistency import PairDraws, consistency_loss, draw_pa
 from horseshoe.diffusion.schedules import NoiseSchedule
 from horseshoe.runtime import autocast
 from horseshoe.sampling.timesteps import usable_steps
-from horseshoe.sampling.trajectories import TeacherPaths, student_levels, teacher_paths
+from horseshoe.sampling.trajectories import TeacherPaths, level_visits, student_levels, teacher_paths
 from horseshoe.training import checkpoint
 from horseshoe.training.state import TrainState
 
@@ -66,7 +66,12 @@ class Student:
         if dc.method == "trajectory":
             paths = self.teacher_paths()
             index = torch.randint(0, len(paths.x0), shape[:1], generator=noise, device=noise.device)
-            level = torch.randint(0, len(paths.levels), shape[:1], generator=noise, device=noise.device)
+            if dc.level_weights == "even":
+                level = torch.randint(0, len(paths.levels), shape[:1], generator=noise, device=noise.device)
+            else:
+                visits = level_visits(self.schedule, self.config.sample, paths.levels)
+                weights = torch.tensor(visits, dtype=torch.float, device=noise.device)
+                level = torch.multinomial(weights, shape[0], replacement=True, generator=noise)
             return PairDraws(t=torch.tensor(paths.levels, device=noise.device)[level], index=index, level=level)
         usable = usable_steps(self.schedule, self.config.sample.lambda_min)
         return draw_pairs(self.schedule, shape, noise, dc.stage(step, total_steps), dc.p_mean, dc.p_std, usable, dc.q)
