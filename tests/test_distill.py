@@ -16,7 +16,7 @@ from horseshoe.diffusion.schedules import make_schedule
 from horseshoe.runs.distill import distill
 from horseshoe.runs.load import load_run
 from horseshoe.sampling import SampleConfig, generate, sampler_timesteps
-from horseshoe.sampling.trajectories import student_levels, teacher_paths
+from horseshoe.sampling.trajectories import level_visits, student_levels, teacher_paths
 from horseshoe.training import checkpoint
 
 MU, S = 0.3, 0.5  # data x0 ~ N(MU, S^2) in every pixel
@@ -82,6 +82,8 @@ def test_teacher_paths_end_where_the_exact_ode_map_takes_each_level():
     config = SampleConfig(sampler="dpmpp_2m", clip_x0=False)
     levels = student_levels(SCHEDULE, SampleConfig(sampler="consistency", steps=2, rho=7.0))
     assert len(levels) == 6 and levels[0] == 967
+    # every sampler starts at 967; 2 and 4 steps share sigma ~ 1 (t = 518); the rest are one sampler's each
+    assert level_visits(SCHEDULE, SampleConfig(rho=7.0), levels) == (4, 1, 1, 2, 1, 1) and levels[3] == 518
     paths = teacher_paths(teacher, 256, (1, 2, 2), config, levels, seed=0, steps=20)
     assert paths.x.shape == (256, 6, 1, 2, 2) and paths.labels is None
     for j, t in enumerate(levels[1:], start=1):  # the first level is x_T itself, not quite the marginal there
