@@ -11,6 +11,8 @@ Either way the loss is d(f_theta(x_t, t), stopgrad f_theta(x_r, r)) / (sigma_t -
 d of Song & Dhariwal 2023 and the 1 / (t - r) weighting of Geng et al.; f at r = clean is x0 itself (CT) or the
 teacher's x0_hat (CD). Noise levels live in sigma_t = sqrt((1 - abar_t) / abar_t) (x_t / sqrt(abar_t) =
 x0 + sigma_t eps, EDM's variance-exploding view), each mapped to the nearest timestep of the discrete schedule.
+The third method, 'trajectory' (the default of `horseshoe distill`), needs no x_r: trajectory_loss regresses f at
+points of the teacher's ODE paths onto where those paths end (horseshoe.sampling.trajectories).
 """
 
 from __future__ import annotations
