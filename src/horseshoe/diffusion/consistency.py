@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from horseshoe.diffusion.denoiser import Denoiser, Network
-from horseshoe.diffusion.objectives import nearest_timesteps
+from horseshoe.diffusion.objectives import nearest_timesteps, network_output
 from horseshoe.diffusion.process import eps_from_x0, q_sample
 from horseshoe.diffusion.schedules import NoiseSchedule
 
@@ -93,9 +93,7 @@ def x0_of(network: Network, schedule: NoiseSchedule, prediction: str, x_t: torch
           labels: torch.Tensor | None, augment: torch.Tensor | None) -> torch.Tensor:
     """The network's x0_hat at (x_t, t): the consistency function f (clamped to t >= 0; callers handle CLEAN)."""
     def net(x: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
-        if augment is not None:
-            return network(x, steps, labels, augment=augment)
-        return network(x, steps) if labels is None else network(x, steps, labels)
+        return network_output(network, x, steps, labels, augment)
 
     return Denoiser(net, schedule, prediction)(x_t, t.clamp(min=0)).x0
 

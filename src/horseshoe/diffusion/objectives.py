@@ -63,6 +63,15 @@ def drop_labels(labels: torch.Tensor, p: float, uniforms: torch.Tensor) -> torch
     return torch.where(uniforms.to(labels.device) < p, NO_CLASS, labels)
 
 
+def network_output(network: Network, x_t: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None,
+                   augment: torch.Tensor | None = None) -> torch.Tensor:
+    """network(x_t, t[, labels][, augment=]): the class and augmentation inputs passed only where the run has them,
+    so a network without them (and any plain (x_t, t) function) is called as it expects."""
+    if augment is not None:
+        return network(x_t, t, labels, augment=augment)
+    return network(x_t, t) if labels is None else network(x_t, t, labels)
+
+
 def loss_from_noise(
     network: Network,
     schedule: NoiseSchedule,
@@ -93,10 +102,7 @@ def loss_from_noise(
         target = process.flow_target(x0, eps)
     else:
         target = process.v_target(schedule, x0, t, eps)
-    if augment is not None:
-        out = network(x_t, t, labels, augment=augment)
-    else:
-        out = network(x_t, t) if labels is None else network(x_t, t, labels)
+    out = network_output(network, x_t, t, labels, augment)
     dtype = torch.promote_types(target.dtype, torch.float32)  # bf16/fp16 autocast output: compare in float32
     per_example = (out.to(dtype) - target.to(dtype)).pow(2).mean(dim=tuple(range(1, x0.ndim)))
     if min_snr_gamma is not None:

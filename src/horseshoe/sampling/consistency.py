@@ -8,7 +8,7 @@ from collections.abc import Generator
 import torch
 
 from horseshoe.diffusion.denoiser import Denoiser
-from horseshoe.sampling.config import MAX_CONSISTENCY_STEPS, SampleConfig
+from horseshoe.sampling.config import SampleConfig
 from horseshoe.sampling.record import StepRecord
 from horseshoe.sampling.timesteps import sampler_timesteps
 
@@ -22,9 +22,7 @@ def consistency(
     Every step maps to clean data and the next one noises that guess again to a lower level (Song et al.
     2023, Alg. 1); the last x0_hat is the sample. Deterministic for a generator's seed.
     """
-    timesteps = sampler_timesteps(denoiser.schedule, config)  # the first N of N + 1 levels
-    if len(timesteps) > MAX_CONSISTENCY_STEPS:
-        raise ValueError(f"the consistency sampler takes 1 to {MAX_CONSISTENCY_STEPS} steps, got {len(timesteps)}")
+    timesteps = sampler_timesteps(denoiser.schedule, config)  # N = config.steps, 1 to 4 (SampleConfig checks)
     x = x_T
     for i in range(start, len(timesteps)):
         t = timesteps[i]

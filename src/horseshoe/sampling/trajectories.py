@@ -32,18 +32,20 @@ class TeacherPaths:
     labels: torch.Tensor | None
 
 
+def sampler_levels(schedule, config: SampleConfig) -> list[list[int]]:
+    """The levels the consistency sampler visits with this config at 1, 2, ... MAX_CONSISTENCY_STEPS steps."""
+    return [sampler_timesteps(schedule, dataclasses.replace(config, sampler="consistency", steps=steps))
+            for steps in range(1, MAX_CONSISTENCY_STEPS + 1)]
+
+
 def student_levels(schedule, config: SampleConfig) -> tuple[int, ...]:
     """Every level the consistency sampler visits at 1 to MAX_CONSISTENCY_STEPS steps with this config, descending."""
-    levels = set()
-    for steps in range(1, MAX_CONSISTENCY_STEPS + 1):
-        levels.update(sampler_timesteps(schedule, dataclasses.replace(config, sampler="consistency", steps=steps)))
-    return tuple(sorted(levels, reverse=True))
+    return tuple(sorted({t for levels in sampler_levels(schedule, config) for t in levels}, reverse=True))
 
 
 def level_visits(schedule, config: SampleConfig, levels: tuple[int, ...]) -> tuple[int, ...]:
     """How many of the 1- to MAX_CONSISTENCY_STEPS-step samplers visit each level: the first level all of them."""
-    visited = [sampler_timesteps(schedule, dataclasses.replace(config, sampler="consistency", steps=steps))
-               for steps in range(1, MAX_CONSISTENCY_STEPS + 1)]
+    visited = sampler_levels(schedule, config)
     return tuple(sum(level in steps for steps in visited) for level in levels)
 
 

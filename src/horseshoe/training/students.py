@@ -50,13 +50,15 @@ class Student:
         """distill.paths ODE paths of the teacher through the student's levels, made once (again after a resume:
         the same seed gives the same paths)."""
         if self.paths is None:
-            dc, teacher, config = self.config.distill, self.teacher, self.config
-            network = lambda x, t, labels=None: teacher(x, t, labels)  # noqa: E731
+            dc, config = self.config.distill, self.config
             with autocast(self.device, self.precision):
                 self.paths = teacher_paths(
-                    Denoiser(network, self.schedule, config.diffusion.prediction), dc.paths, config.data.shape,
+                    Denoiser(self.teacher, self.schedule, config.diffusion.prediction), dc.paths, config.data.shape,
                     self.teacher_sample, student_levels(self.schedule, config.sample), seed=config.train.seed,
                     classes=config.model.num_classes, steps=dc.path_steps, device=self.device)
+            # level_weights 'visits': how often each level is drawn; the levels' timesteps, indexed by the draws
+            self.visits = torch.tensor(level_visits(self.schedule, config.sample, self.paths.levels), dtype=torch.float)
+            self.level_timesteps = torch.tensor(self.paths.levels)
         return self.paths
 
     def draw(self, shape: tuple[int, ...], noise: torch.Generator, step: int, total_steps: int) -> PairDraws:
@@ -69,10 +71,8 @@ class Student:
             if dc.level_weights == "even":
                 level = torch.randint(0, len(paths.levels), shape[:1], generator=noise, device=noise.device)
             else:
-                visits = level_visits(self.schedule, self.config.sample, paths.levels)
-                weights = torch.tensor(visits, dtype=torch.float, device=noise.device)
-                level = torch.multinomial(weights, shape[0], replacement=True, generator=noise)
-            return PairDraws(t=torch.tensor(paths.levels, device=noise.device)[level], index=index, level=level)
+                level = torch.multinomial(self.visits.to(noise.device), shape[0], replacement=True, generator=noise)
+            return PairDraws(t=self.level_timesteps.to(noise.device)[level], index=index, level=level)
         usable = usable_steps(self.schedule, self.config.sample.lambda_min)
         return draw_pairs(self.schedule, shape, noise, dc.stage(step, total_steps), dc.p_mean, dc.p_std, usable, dc.q)
 
