@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -13,11 +14,13 @@ from horseshoe.cli import main
 from horseshoe.diffusion import Denoiser
 from horseshoe.diffusion.consistency import CLEAN, consistency_loss, draw_pairs, nearer_sigma, sigmas
 from horseshoe.diffusion.schedules import make_schedule
-from horseshoe.runs.distill import distill
+from horseshoe.distill_config import ADVERSARIAL
+from horseshoe.runs.distill import distill, finished_teacher, student_config
 from horseshoe.runs.load import load_run
 from horseshoe.sampling import SampleConfig, generate, sampler_timesteps
 from horseshoe.sampling.trajectories import level_visits, student_levels, teacher_paths
 from horseshoe.training import checkpoint
+from horseshoe.training.state import CRITIC_PART
 
 MU, S = 0.3, 0.5  # data x0 ~ N(MU, S^2) in every pixel
 SCHEDULE = make_schedule("cosine", 1000)
@@ -183,15 +186,41 @@ def test_the_consistency_methods_tune_a_student_too(teacher, tmp_path, method):
     assert not same_tensors(weights(tmp_path / method)["model"], weights(teacher)["model"])
 
 
-def test_a_student_resumes_bit_for_bit(teacher, tmp_path):
-    # The teacher's paths are made again on resume, from the same seed: the same paths, the same student.
-    extra = ("train.checkpoint_every=2", *FEW_PATHS)
+@pytest.mark.parametrize("adversarial", [0.0, 0.5])
+def test_a_student_resumes_bit_for_bit(teacher, tmp_path, adversarial):
+    # The teacher's paths are made again on resume, from the same seed: the same paths, the same student; a critic
+    # and its Adam come back from the checkpoint.
+    extra = ("train.checkpoint_every=2", f"distill.adversarial={adversarial}", *FEW_PATHS)
     distill(teacher, tmp_path / "straight", steps=4, progress=False, overrides=extra)
     halfway = tmp_path / "straight" / "checkpoints" / checkpoint.checkpoint_name(2)
     distill(teacher, tmp_path / "resumed", steps=4, progress=False, overrides=extra, resume=halfway)
     a, b = weights(tmp_path / "straight"), weights(tmp_path / "resumed")
     assert same_tensors(a["model"], b["model"]) and same_tensors(a["ema"], b["ema"])
     assert not same_tensors(a["model"], weights(teacher)["model"])
+    if adversarial:
+        critics = [checkpoint.load(checkpoint.resolve(tmp_path / run), parts=(CRITIC_PART,)).tensors[CRITIC_PART]
+                   for run in ("straight", "resumed")]
+        assert same_tensors(*critics) and any(k.startswith("adam.") for k in critics[0])
+        without = tmp_path / "straight-without"
+        distill(teacher, without, steps=4, progress=False, overrides=extra[:1] + FEW_PATHS)
+        assert not same_tensors(a["model"], weights(without)["model"])  # the critic's term moved the student
+    else:  # a student tuned without a critic (as before there was one) resumes only without one
+        with pytest.raises(ValueError, match="has no critic .* resume it with --set distill.adversarial=0"):
+            distill(teacher, tmp_path / "other", steps=4, progress=False, resume=halfway,
+                    overrides=("distill.adversarial=1", *extra[2:]))
+
+
+def test_a_student_plays_against_a_critic_unless_its_teacher_had_few_images(teacher):
+    found = finished_teacher(teacher)
+    assert found.config.data.augment_p == 0  # the built-in shoes: no augmentation
+    assert student_config(found).distill.adversarial == ADVERSARIAL > 0
+    few = dataclasses.replace(found.config, data=dataclasses.replace(found.config.data, augment_p=0.25))
+    assert student_config(dataclasses.replace(found, config=few)).distill.adversarial == 0
+    assert student_config(found, "ect").distill.adversarial == 0
+    with pytest.raises(ValueError, match="distill.adversarial needs method 'trajectory'"):
+        student_config(found, "cd", overrides=("distill.adversarial=1",))
+    with pytest.raises(ValueError, match="distill.adversarial must be a number of at least 0"):
+        student_config(found, overrides=("distill.adversarial=-1",))
 
 
 def test_distill_refuses_unfinished_missing_and_distilled_runs_and_steps_outside_1_to_4(teacher, tmp_path, capsys):

@@ -21,14 +21,15 @@ def register(subparsers) -> None:
     p.add_argument("--out", help="folder to write: the student's run directory (default: RUN-fast, beside the run)")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=positive_int,
-                        help=f"{OPTIMIZER_STEPS} to tune for (default: {DEFAULT_STEPS}, about the demo's 4 minutes "
-                        "on a 2-core CPU)")
+                        help=f"{OPTIMIZER_STEPS} to tune for (default: {DEFAULT_STEPS}: the demo's model in about "
+                        "7 minutes on a 2-core CPU, the teacher's paths included)")
     budget.add_argument("--minutes", type=positive_float, help="tune for this long instead: the teacher's paths, "
                         "then steps timed as `train --minutes` times them")
     p.add_argument("--method", choices=METHODS, default=METHOD,
                    help="trajectory (the default, measured best here): regress onto the ends of the teacher's ODE "
-                   "paths; ect: consistency tuning on the data (Geng et al. 2024); cd: consistency distillation "
-                   "along the teacher's ODE (Song et al. 2023)")
+                   "paths, against a critic of the training images (distill.adversarial; none for a teacher of "
+                   "under 100 images); ect: consistency tuning on the data (Geng et al. 2024); cd: consistency "
+                   "distillation along the teacher's ODE (Song et al. 2023)")
     p.add_argument("--resume", nargs="?", const="latest", metavar="PATH",
                    help="continue the student in --out from its latest checkpoint, or from PATH (one of its "
                    "checkpoints)")

@@ -129,13 +129,10 @@ def consistency_loss(network: Network, schedule: NoiseSchedule, x0: torch.Tensor
     return (pseudo_huber(f_t - target, c) / gap).mean()
 
 
-def trajectory_loss(network: Network, schedule: NoiseSchedule, x_t: torch.Tensor, t: torch.Tensor,
-                    x0: torch.Tensor, prediction: str, c: float, labels: torch.Tensor | None = None,
-                    augment: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean over the batch of pseudo_huber(f(x_t, t) - x0): x_t on a teacher's ODE path, x0 where the path ends
-    (horseshoe.sampling.trajectories)."""
-    f_t = x0_of(network, schedule, prediction, x_t, t, labels, augment).float()
-    return pseudo_huber(f_t - x0.float(), c).mean()
+def trajectory_loss(x0_hat: torch.Tensor, x0: torch.Tensor, c: float) -> torch.Tensor:
+    """Mean over the batch of pseudo_huber(f(x_t, t) - x0): x0_hat = f at points x_t of the teacher's ODE paths
+    (x0_of), x0 where those paths end (horseshoe.sampling.trajectories)."""
+    return pseudo_huber(x0_hat.float() - x0.float(), c).mean()
 
 
 def _rng_state(device: torch.device) -> tuple[torch.Tensor, ...]:

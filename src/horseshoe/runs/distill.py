@@ -20,7 +20,7 @@ import torch
 from horseshoe import config as config_module
 from horseshoe.config import Config
 from horseshoe.data.transforms import to_uint8
-from horseshoe.distill_config import METHOD, DistillConfig
+from horseshoe.distill_config import ADVERSARIAL, METHOD, DistillConfig
 from horseshoe.runs import page
 from horseshoe.runs.load import LoadedRun, load_run, run_dir_of
 from horseshoe.runs.train import RunResult, train
@@ -98,7 +98,12 @@ def student_config(teacher: Teacher, method: str = METHOD, steps: int | None = N
     guidance = 1.0 if method == "trajectory" and teacher.config.model.num_classes else teacher.config.sample.guidance
     sample = dataclasses.replace(teacher.config.sample, sampler="consistency", steps=CONSISTENCY_STEPS, rho=STUDENT_RHO,
                                  guidance=guidance)
-    distill = DistillConfig(method=method, teacher=str(teacher.checkpoint), teacher_step=teacher.step)
+    # A critic needs many images: of a folder small enough to need augmentation (under 100) it risks learning each
+    # by heart and pushing the student towards copies (GANs' failure on little data, Karras et al. 2020; not
+    # measured here). So such a teacher's student has none unless --set distill.adversarial asks.
+    adversarial = ADVERSARIAL if method == "trajectory" and not teacher.config.data.augment_p else 0.0
+    distill = DistillConfig(method=method, teacher=str(teacher.checkpoint), teacher_step=teacher.step,
+                            adversarial=adversarial)
     config = dataclasses.replace(teacher.config, train=train, sample=sample, distill=distill)
     return config_module.apply_overrides(config, list(overrides))
 

@@ -10,6 +10,7 @@ import torch
 from horseshoe.config import Config, from_dict, incompatibility
 from horseshoe.data import BatchLoader, build_dataset, class_counts
 from horseshoe.models import UNet
+from horseshoe.models.critic import Critic
 from horseshoe.recipe import with_augmentation, with_balance, with_class_recipe, with_classes
 from horseshoe.training import checkpoint
 from horseshoe.training.distributed import World
@@ -17,11 +18,12 @@ from horseshoe.training.ema import EMA
 from horseshoe.training.posthoc_ema import PowerEMA, load_profile_tensors, profile_tensors
 
 POSTHOC_PART = "posthoc_ema"  # a checkpoint's tensors of the power-function EMAs, for a run that keeps them
+CRITIC_PART = "critic"  # a distilled run's critic and its Adam moments, for a student with distill.adversarial
 
 
 class TrainState:
-    """Model, EMA (and any post-hoc EMA profiles), AdamW, gradient scaler, data position, random streams, counters;
-    state_dict(), load_state_dict().
+    """Model, EMA (and any post-hoc EMA profiles), AdamW, a student's critic and its Adam, gradient scaler, data
+    position, random streams, counters; state_dict(), load_state_dict().
 
     The loader yields this process's share of each global batch of `micro_batch` images; `noise`
     draws t and eps (and which labels to drop) for the whole global batch, on the training device.
@@ -56,6 +58,12 @@ class TrainState:
         self.posthoc = [PowerEMA(self.model, sigma_rel) for sigma_rel in tc.posthoc_ema]
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=tc.lr, betas=tc.betas,
                                            weight_decay=tc.weight_decay, fused=device.type in ("cpu", "cuda"))
+        self.critic: Critic | None = None  # distill.adversarial's critic of the training images (training.students)
+        self.critic_optimizer: torch.optim.Adam | None = None
+        if config.distill.adversarial:
+            self.critic = Critic(config.data.shape, config.model.num_classes).to(device)
+            self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.distill.critic_lr,
+                                                     betas=(0.0, 0.99))  # StyleGAN2's: no momentum in a game
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
         self.loader = BatchLoader(self.dataset, config.data, micro_batch, seed=tc.seed, rank=world.rank,
                                   world_size=world.world_size, pin_memory=device.type == "cuda")
@@ -85,14 +93,21 @@ class TrainState:
         if self.posthoc:
             state["posthoc_ema"] = [p.sigma_rel for p in self.posthoc]
             tensors[POSTHOC_PART] = profile_tensors(self.posthoc)
+        if self.critic is not None:
+            moments, state["critic_optimizer_groups"] = checkpoint.optimizer_to_tensors(self.critic_optimizer)
+            tensors[CRITIC_PART] = {**{f"critic.{k}": v for k, v in self.critic.state_dict().items()},
+                                    **{f"adam.{k}": v for k, v in moments.items()}}
         return checkpoint.Checkpoint(config=self.config.to_dict(), state=state, tensors=tensors)
 
     def resume_parts(self, path: str | Path) -> tuple[str, ...]:
         """The tensor parts resume reads from checkpoint `path`: the power-function EMAs too when this run keeps
-        them and the checkpoint has them (load_state_dict refuses a checkpoint that kept other widths or none)."""
-        if self.posthoc and (Path(path) / f"{POSTHOC_PART}.safetensors").is_file():
-            return (*checkpoint.TENSOR_PARTS, POSTHOC_PART)
-        return checkpoint.TENSOR_PARTS
+        them and the checkpoint has them (load_state_dict refuses a checkpoint that kept other widths or none); a
+        student's critic likewise."""
+        parts = checkpoint.TENSOR_PARTS
+        for part, kept in ((POSTHOC_PART, bool(self.posthoc)), (CRITIC_PART, self.critic is not None)):
+            if kept and (Path(path) / f"{part}.safetensors").is_file():
+                parts = (*parts, part)
+        return parts
 
     def load_state_dict(self, data: checkpoint.Checkpoint, source: str) -> None:
         """Continue exactly where `data` (read from `source`) left off; one-line errors name the source."""
@@ -108,6 +123,9 @@ class TrainState:
             had = f"kept posthoc_ema={kept}" if kept else "kept no post-hoc EMA"
             raise ValueError(f"checkpoint {source!r} {had}, and train.posthoc_ema is {widths} now: a post-hoc "
                              f"EMA must run from the first step (resume with the same setting, or start anew)")
+        if self.critic is not None and CRITIC_PART not in data.tensors:
+            raise ValueError(f"checkpoint {source!r} has no critic (its student was tuned without one): resume it "
+                             f"with --set distill.adversarial=0")
         rng = data.tensors["rng"]  # checkpoint.load checked its keys and dtypes
         try:
             self.model.load_state_dict(data.tensors["model"])
@@ -117,6 +135,8 @@ class TrainState:
             self.optimizer.load_state_dict(checkpoint.optimizer_from_tensors(
                 data.tensors["optimizer"], data.state["optimizer_groups"]))
             self.loader.load_state_dict(data.state["loader"])
+            if self.critic is not None:
+                self._load_critic(data.tensors[CRITIC_PART], data.state["critic_optimizer_groups"])
             if self.scaler.is_enabled() and "grad_scaler" in data.state:  # else (bf16 before): a fresh scale
                 self.scaler.load_state_dict(data.state["grad_scaler"])
             torch.set_rng_state(rng["torch"])
@@ -129,3 +149,11 @@ class TrainState:
         self.nonfinite_skipped = int(data.state.get("nonfinite_skipped", 0))
         self.planned_steps = data.state.get("planned_steps")
         self.scaler_skipped = int(data.state.get("scaler_skipped", 0))
+
+    def _load_critic(self, tensors: dict[str, torch.Tensor], groups: list[dict]) -> None:
+        """The critic's weights and Adam moments from a checkpoint's CRITIC_PART."""
+        def part(prefix: str) -> dict[str, torch.Tensor]:
+            return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+        self.critic.load_state_dict(part("critic."))
+        self.critic_optimizer.load_state_dict(checkpoint.optimizer_from_tensors(part("adam."), groups))

@@ -3,17 +3,21 @@ the loss of its method (horseshoe.diffusion.consistency), and for trajectory dis
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 
 from horseshoe import config as config_module
 from horseshoe.config import Config
+from horseshoe.data.augment import AugmentParams, augment_images
 from horseshoe.diffusion import Denoiser
-from horseshoe.diffusion.consistency import PairDraws, consistency_loss, draw_pairs, huber_c, trajectory_loss
+from horseshoe.diffusion.adversarial import critic_loss, generator_loss
+from horseshoe.diffusion.consistency import PairDraws, consistency_loss, draw_pairs, huber_c, trajectory_loss, x0_of
 from horseshoe.diffusion.schedules import NoiseSchedule
 from horseshoe.runtime import autocast
 from horseshoe.sampling.timesteps import usable_steps
 from horseshoe.sampling.trajectories import TeacherPaths, level_visits, student_levels, teacher_paths
-from horseshoe.training import checkpoint
+from horseshoe.training import checkpoint, distributed
 from horseshoe.training.state import TrainState
 
 
@@ -40,6 +44,8 @@ class Student:
             self.teacher.load_state_dict(weights)
             self.teacher.eval().requires_grad_(False)
         self.paths: TeacherPaths | None = None
+        self.critic = state.critic  # distill.adversarial's (the state saves and resumes it)
+        self.critic_optimizer = state.critic_optimizer
 
     def prepare(self) -> None:
         """Make the teacher's paths (trajectory), before any step is timed: a time budget's clock includes them."""
@@ -77,9 +83,10 @@ class Student:
         return draw_pairs(self.schedule, shape, noise, dc.stage(step, total_steps), dc.p_mean, dc.p_std, usable, dc.q)
 
     def loss(self, network, x0: torch.Tensor, draws: PairDraws, labels: torch.Tensor | None,
-             augment: torch.Tensor | None) -> torch.Tensor:
+             augment: torch.Tensor | None, params: AugmentParams | None = None) -> torch.Tensor:
         """One micro-batch's loss. Trajectory distillation reads its inputs, targets and classes from the paths
-        (x0, labels and augment of the data batch unused: the paths are of unaugmented images)."""
+        (the paths are of unaugmented images); the data batch (x0, its labels and its augmentation params) is what
+        distill.adversarial's critic sees as training images."""
         prediction = self.config.diffusion.prediction
         if self.config.distill.method != "trajectory":
             return consistency_loss(network, self.schedule, x0, draws, prediction, huber_c(tuple(x0.shape)),
@@ -89,5 +96,41 @@ class Student:
         ends = paths.x0[index].to(self.device, torch.float32)
         classes = None if paths.labels is None else paths.labels[index].to(self.device)
         plain = None if augment is None else torch.zeros_like(augment)
-        return trajectory_loss(network, self.schedule, x_t, draws.t, ends, prediction, huber_c(tuple(x_t.shape)),
-                               classes, plain)
+        x0_hat = x0_of(network, self.schedule, prediction, x_t, draws.t, classes, plain).float()
+        loss = trajectory_loss(x0_hat, ends, huber_c(tuple(x_t.shape)))
+        if self.critic is None:
+            return loss
+        fake = x0_hat if params is None else augment_images(x0_hat, params, self.config.data.augment_border)
+        return loss + self.config.distill.adversarial * self._adversarial(fake, classes, x0, labels)
+
+    def _adversarial(self, x0_hat: torch.Tensor, classes: torch.Tensor | None, real: torch.Tensor,
+                     labels: torch.Tensor | None) -> torch.Tensor:
+        """The student's hinge term against the critic, the student's images augmented as the training images
+        (DiffAugment, Zhao et al. 2020: else the critic tells them apart by their augmentation alone). First the
+        critic's own loss on this micro-batch (the student's images detached, in one pass with the real ones),
+        whose gradients wait in the critic for step_critic. The critic runs at the student's precision, but in
+        float32 under fp16, whose loss scaling is the student's."""
+        critic, n = self.critic, len(real)
+        both = None if labels is None else torch.cat([labels, classes])
+        with torch.autocast(self.device.type, enabled=False) if self.precision == "fp16" else nullcontext():
+            scores = critic(torch.cat([real.to(x0_hat.dtype), x0_hat.detach()]), both)
+            (critic_loss(scores[:n], scores[n:]) / self.config.train.grad_accum).backward()
+            critic.requires_grad_(False)  # the student's term moves the student only
+            fooled = generator_loss(critic(x0_hat, classes))
+            critic.requires_grad_(True)
+        return fooled
+
+    def step_critic(self, world) -> None:
+        """One Adam step of the critic on the gradients its micro-batches left (averaged over processes)."""
+        if self.critic is None:
+            return
+        for p in self.critic.parameters():
+            if p.grad is not None:
+                p.grad = distributed.mean(p.grad, world)
+        self.critic_optimizer.step()
+        self.critic_optimizer.zero_grad(set_to_none=True)
+
+    def drop_critic_gradients(self) -> None:
+        """Forget a skipped step's critic gradients, as the student's are forgotten."""
+        if self.critic is not None:
+            self.critic_optimizer.zero_grad(set_to_none=True)

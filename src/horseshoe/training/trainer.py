@@ -19,7 +19,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from horseshoe.config import Config
-from horseshoe.data.augment import augment_images
+from horseshoe.data.augment import AugmentParams, augment_images
 from horseshoe.data.loader import TrainingBatch
 from horseshoe.diffusion import Denoiser
 from horseshoe.diffusion.consistency import PairDraws
@@ -168,6 +168,8 @@ class Trainer:
         # With the scaler on, infinite gradients after a finite loss are its business (an overflow), not an error.
         if not math.isfinite(loss_value) or (not math.isfinite(grad_norm) and not st.scaler.is_enabled()):
             st.optimizer.zero_grad(set_to_none=True)
+            if self.student is not None:
+                self.student.drop_critic_gradients()
             st.scaler.update()  # forget this step's unscaling (and back off the scale)
             if not tc.skip_nonfinite:
                 raise NonFiniteLoss(f"loss became {loss_value} at step {st.step + 1} "
@@ -182,6 +184,8 @@ class Trainer:
         st.scaler.step(st.optimizer)  # skips AdamW's update when unscale_ found inf or nan gradients
         st.scaler.update()
         st.optimizer.zero_grad(set_to_none=True)
+        if self.student is not None:
+            self.student.step_critic(self.world)
         if st.scaler.get_scale() < scale:  # the scale backs off exactly when the gradients overflowed
             st.scaler_skipped += 1
             return StepResult(st.step, loss_value, self.clock() - started, skipped=True)
@@ -201,10 +205,11 @@ class Trainer:
         return PairDraws(t=t, eps=eps)
 
     def _loss(self, x0: torch.Tensor, draws: PairDraws, labels: torch.Tensor | None,
-              augment: torch.Tensor | None) -> torch.Tensor:
-        """The diffusion loss of one micro-batch, or a distilled run's loss."""
+              augment: torch.Tensor | None, params: AugmentParams | None = None) -> torch.Tensor:
+        """The diffusion loss of one micro-batch, or a distilled run's loss (params: the batch's augmentation, which a
+        student's critic applies to the student's images as to the training images)."""
         if self.student is not None:
-            return self.student.loss(self.network, x0, draws, labels, augment)
+            return self.student.loss(self.network, x0, draws, labels, augment, params)
         return loss_from_noise(self.network, self.schedule, x0, draws.t, draws.eps, self.config.diffusion.prediction,
                                self.config.diffusion.min_snr_gamma, labels, augment)
 
@@ -224,7 +229,7 @@ class Trainer:
             labels = drop_labels(labels.to(self.device), tc.label_dropout, u_all[rows])
         sync = self.world.distributed and micro < tc.grad_accum - 1
         with (self.network.no_sync() if sync else contextlib.nullcontext()), autocast(self.device, self.precision):
-            loss = self._loss(x0, draws.rows(rows), labels if u_all is not None else None, augment)
+            loss = self._loss(x0, draws.rows(rows), labels if u_all is not None else None, augment, batch.augment)
         st.scaler.scale(loss / tc.grad_accum).backward()  # a disabled scaler (not fp16) returns its input
         return loss.detach() / tc.grad_accum
 
