@@ -61,7 +61,7 @@ class TrainState:
         self.critic: Critic | None = None  # distill.adversarial's critic of the training images (training.students)
         self.critic_optimizer: torch.optim.Adam | None = None
         if config.distill.adversarial:
-            self.critic = Critic(config.data.shape, config.model.num_classes).to(device)
+            self.critic = Critic(config.data.shape).to(device)
             self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.distill.critic_lr,
                                                      betas=(0.0, 0.99))  # StyleGAN2's: no momentum in a game
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")

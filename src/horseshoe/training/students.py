@@ -85,7 +85,7 @@ class Student:
     def loss(self, network, x0: torch.Tensor, draws: PairDraws, labels: torch.Tensor | None,
              augment: torch.Tensor | None, params: AugmentParams | None = None) -> torch.Tensor:
         """One micro-batch's loss. Trajectory distillation reads its inputs, targets and classes from the paths
-        (the paths are of unaugmented images); the data batch (x0, its labels and its augmentation params) is what
+        (the paths are of unaugmented images); the data batch (x0 and its augmentation params) is what
         distill.adversarial's critic sees as training images."""
         prediction = self.config.diffusion.prediction
         if self.config.distill.method != "trajectory":
@@ -101,22 +101,20 @@ class Student:
         if self.critic is None:
             return loss
         fake = x0_hat if params is None else augment_images(x0_hat, params, self.config.data.augment_border)
-        return loss + self.config.distill.adversarial * self._adversarial(fake, classes, x0, labels)
+        return loss + self.config.distill.adversarial * self._adversarial(fake, x0)
 
-    def _adversarial(self, x0_hat: torch.Tensor, classes: torch.Tensor | None, real: torch.Tensor,
-                     labels: torch.Tensor | None) -> torch.Tensor:
+    def _adversarial(self, x0_hat: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         """The student's hinge term against the critic, the student's images augmented as the training images
         (DiffAugment, Zhao et al. 2020: else the critic tells them apart by their augmentation alone). First the
         critic's own loss on this micro-batch (the student's images detached, in one pass with the real ones),
         whose gradients wait in the critic for step_critic. The critic runs at the student's precision, but in
         float32 under fp16, whose loss scaling is the student's."""
         critic, n = self.critic, len(real)
-        both = None if labels is None else torch.cat([labels, classes])
         with torch.autocast(self.device.type, enabled=False) if self.precision == "fp16" else nullcontext():
-            scores = critic(torch.cat([real.to(x0_hat.dtype), x0_hat.detach()]), both)
+            scores = critic(torch.cat([real.to(x0_hat.dtype), x0_hat.detach()]))
             (critic_loss(scores[:n], scores[n:]) / self.config.train.grad_accum).backward()
             critic.requires_grad_(False)  # the student's term moves the student only
-            fooled = generator_loss(critic(x0_hat, classes))
+            fooled = generator_loss(critic(x0_hat))
             critic.requires_grad_(True)
         return fooled
 
