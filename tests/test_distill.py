@@ -223,6 +223,18 @@ def test_a_student_plays_against_a_critic_unless_its_teacher_had_few_images(teac
         student_config(found, overrides=("distill.adversarial=-1",))
 
 
+def test_a_teacher_of_augmented_images_gets_no_critic_unless_asked_and_then_one_that_sees_both_augmented(tmp_path):
+    teacher = tmp_path / "augmented"
+    assert main(["train", "--out", str(teacher), "--steps", "2", "--no-progress",
+                 *sum((["--set", s] for s in (*TINY, "data.augment_p=0.5")), [])]) == 0
+    distill(teacher, tmp_path / "plain", steps=2, progress=False, overrides=FEW_PATHS)
+    assert load_run(tmp_path / "plain").config.distill.adversarial == 0
+    distill(teacher, tmp_path / "critic", steps=2, progress=False, overrides=("distill.adversarial=1", *FEW_PATHS))
+    student = load_run(tmp_path / "critic")
+    assert student.config.distill.adversarial == 1 and student.config.data.augment_p == 0.5
+    assert not same_tensors(weights(tmp_path / "plain")["model"], weights(tmp_path / "critic")["model"])
+
+
 def test_distill_refuses_unfinished_missing_and_distilled_runs_and_steps_outside_1_to_4(teacher, tmp_path, capsys):
     assert main(["distill", str(tmp_path / "none")]) == 2
     assert "no run or checkpoint" in capsys.readouterr().err
