@@ -114,11 +114,12 @@ class Student:
             scores = critic(torch.cat([real.to(x0_hat.dtype), x0_hat.detach()]))
             (critic_loss(scores[:n], scores[n:]) / self.config.train.grad_accum).backward()
             critic.requires_grad_(False)  # the student's term moves the student only
-            fooled = generator_loss(critic(x0_hat))
-            critic.requires_grad_(True)
-        return fooled
+            try:
+                return generator_loss(critic(x0_hat))
+            finally:
+                critic.requires_grad_(True)
 
-    def step_critic(self, world) -> None:
+    def step_critic(self, world: distributed.World) -> None:
         """One Adam step of the critic on the gradients its micro-batches left (averaged over processes)."""
         if self.critic is None:
             return
