@@ -44,8 +44,7 @@ class Student:
             self.teacher.load_state_dict(weights)
             self.teacher.eval().requires_grad_(False)
         self.paths: TeacherPaths | None = None
-        self.critic = state.critic  # distill.adversarial's (the state saves and resumes it)
-        self.critic_optimizer = state.critic_optimizer
+        self.state = state  # whose critic (distill.adversarial's) it trains; the state saves and resumes it
 
     def prepare(self) -> None:
         """Make the teacher's paths (trajectory), before any step is timed: a time budget's clock includes them."""
@@ -98,38 +97,38 @@ class Student:
         plain = None if augment is None else torch.zeros_like(augment)
         x0_hat = x0_of(network, self.schedule, prediction, x_t, draws.t, classes, plain).float()
         loss = trajectory_loss(x0_hat, ends, huber_c(tuple(x_t.shape)))
-        if self.critic is None:
+        if self.state.critic is None:
             return loss
         fake = x0_hat if params is None else augment_images(x0_hat, params, self.config.data.augment_border)
         return loss + self.config.distill.adversarial * self._adversarial(fake, x0)
 
-    def _adversarial(self, x0_hat: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    def _adversarial(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         """The student's hinge term against the critic, the student's images augmented as the training images
         (DiffAugment, Zhao et al. 2020: else the critic tells them apart by their augmentation alone). First the
         critic's own loss on this micro-batch (the student's images detached, in one pass with the real ones),
         whose gradients wait in the critic for step_critic. The critic runs at the student's precision, but in
         float32 under fp16, whose loss scaling is the student's."""
-        critic, n = self.critic, len(real)
+        critic, n = self.state.critic, len(real)
         with torch.autocast(self.device.type, enabled=False) if self.precision == "fp16" else nullcontext():
-            scores = critic(torch.cat([real.to(x0_hat.dtype), x0_hat.detach()]))
+            scores = critic(torch.cat([real.to(fake.dtype), fake.detach()]))
             (critic_loss(scores[:n], scores[n:]) / self.config.train.grad_accum).backward()
             critic.requires_grad_(False)  # the student's term moves the student only
             try:
-                return generator_loss(critic(x0_hat))
+                return generator_loss(critic(fake))
             finally:
                 critic.requires_grad_(True)
 
     def step_critic(self, world: distributed.World) -> None:
         """One Adam step of the critic on the gradients its micro-batches left (averaged over processes)."""
-        if self.critic is None:
+        if self.state.critic is None:
             return
-        for p in self.critic.parameters():
+        for p in self.state.critic.parameters():
             if p.grad is not None:
                 p.grad = distributed.mean(p.grad, world)
-        self.critic_optimizer.step()
-        self.critic_optimizer.zero_grad(set_to_none=True)
+        self.state.critic_optimizer.step()
+        self.state.critic_optimizer.zero_grad(set_to_none=True)
 
     def drop_critic_gradients(self) -> None:
         """Forget a skipped step's critic gradients, as the student's are forgotten."""
-        if self.critic is not None:
-            self.critic_optimizer.zero_grad(set_to_none=True)
+        if self.state.critic is not None:
+            self.state.critic_optimizer.zero_grad(set_to_none=True)
