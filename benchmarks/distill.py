@@ -3,7 +3,8 @@ sampler, near-copies, tuning time against the teacher's training time, and sampl
 
     python benchmarks/distill.py runs/demo --method ect --method cd --steps 300
 
-For each method it runs `horseshoe distill` into OUT/<method> (or reuses a finished student there with --reuse),
+For each method (or --variant NAME:METHOD:STEPS:SETTINGS, a student of its own settings) it runs `horseshoe distill`
+into OUT/<method or NAME> (or reuses a finished student there with --reuse),
 then draws --count samples at seed 0 from the teacher (its sample section: 20 steps of SDE-DPM-Solver++) and from
 each student, and scores them: SWD x1e3 against --count training images, the share of valid horseshoes (built-in
 horseshoes only), the near-copy share, and for a run with classes the share the judge reads as the class asked.
@@ -70,7 +71,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("teacher")
     parser.add_argument("--method", action="append", default=[])
-    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--variant", action="append", default=[],
+                        help="NAME:METHOD:STEPS:SETTINGS, a student of its own settings (comma-separated --set values; "
+                        "STEPS empty: the default), trained and timed in the same process as the others")
+    parser.add_argument("--steps", type=int, help="steps of every --method student (default: distill's)")
     parser.add_argument("--set", action="append", default=[], help="a student setting, for every method")
     parser.add_argument("--out", default="runs/distill-bench")
     parser.add_argument("--count", type=int, default=1024)
@@ -79,27 +83,31 @@ def main() -> None:
     parser.add_argument("--tag", default="")
     parser.add_argument("--rho", type=float, help="sample every student at this rho (default: its own)")
     args = parser.parse_args()
-    methods = args.method or ["ect", "cd"]
+    students = [(method, method, args.steps, tuple(args.set)) for method in args.method]
+    for variant in args.variant:
+        name, method, steps, settings = variant.split(":", 3)
+        students.append((name, method, int(steps) if steps else None, tuple(x for x in settings.split(",") if x)))
+    students = students or [(method, method, args.steps, tuple(args.set)) for method in ("ect", "cd")]
     torch.manual_seed(0)
     teacher = finished_teacher(args.teacher)
     elder = load_run(teacher.checkpoint)
     training = training_images(elder.config.data, args.count, elder.config.train.seed)
     reference = SWDReference(training, seed=0)
     results = {"teacher": str(teacher.checkpoint), "teacher_step": teacher.step,
-               "teacher_training_seconds": teacher.seconds, "count": args.count, "settings": args.set,
+               "teacher_training_seconds": teacher.seconds, "count": args.count,
                "date": datetime.date.today().isoformat(), "threads": torch.get_num_threads(), "rows": []}
     print(f"teacher {teacher.checkpoint}: trained {teacher.seconds} s", flush=True)
     results["rows"].append({"who": "teacher", **score(elder, elder.sampler(), args.count, reference, training)})
     print(results["rows"][-1], flush=True)
     teacher_times = seconds_for(elder, elder.sampler(), 64, args.repeats)
-    for method in methods:
-        out = Path(args.out) / method
+    for who, method, steps, settings in students:
+        out = Path(args.out) / who
         if not (args.reuse and checkpoint.has_checkpoints(out)):
-            distill(args.teacher, out, method, steps=args.steps, overwrite=True, progress=False,
-                    overrides=tuple(args.set))
+            distill(args.teacher, out, method, steps=steps, overwrite=True, progress=False, overrides=settings)
         student = load_run(out, sample_overrides=() if args.rho is None else (f"sample.rho={args.rho}",))
         for n in (1, 2, 4):
-            row = {"who": method, "tuning_seconds": tuning_seconds(out), "student_steps": student.step,
+            row = {"who": who, "method": method, "settings": list(settings), "tuning_seconds": tuning_seconds(out),
+                   "student_steps": student.step,
                    **score(student, student.sampler(steps=n), args.count, reference, training)}
             if n == 2:
                 times = seconds_for(student, student.sampler(steps=2), 64, args.repeats)
