@@ -14,7 +14,7 @@ from horseshoe.cli import main
 from horseshoe.diffusion import Denoiser
 from horseshoe.diffusion.consistency import CLEAN, consistency_loss, draw_pairs, nearer_sigma, sigmas
 from horseshoe.diffusion.schedules import make_schedule
-from horseshoe.distill_config import ADVERSARIAL
+from horseshoe.distill_config import ADVERSARIAL, STUDENT_BATCH, STUDENT_STEPS
 from horseshoe.runs.distill import distill, finished_teacher, student_config
 from horseshoe.runs.load import load_run
 from horseshoe.sampling import SampleConfig, generate, sampler_timesteps
@@ -257,3 +257,15 @@ def test_distill_refuses_unfinished_missing_and_distilled_runs_and_steps_outside
     assert "already distilled" in capsys.readouterr().err
     assert main(["sample", str(student), "--steps", "5", "--out", str(tmp_path / "s")]) == 2
     assert "1 to 4 steps" in capsys.readouterr().err
+
+
+def test_a_student_takes_batches_of_64_unless_its_teacher_took_fewer_or_could_not_split_them(teacher):
+    found = finished_teacher(teacher)
+
+    def batch(size: int, accum: int) -> int:
+        train = dataclasses.replace(found.config.train, batch_size=size, grad_accum=accum)
+        return student_config(dataclasses.replace(found, config=dataclasses.replace(found.config, train=train))
+                              ).train.batch_size
+
+    assert (batch(128, 1), batch(256, 4), batch(8, 1), batch(96, 3)) == (STUDENT_BATCH, STUDENT_BATCH, 8, 96)
+    assert student_config(found).train.steps == STUDENT_STEPS

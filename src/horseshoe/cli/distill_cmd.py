@@ -7,10 +7,10 @@ from pathlib import Path
 
 from horseshoe.cli.common import DEVICES, OPTIMIZER_STEPS, add_command, output_dir, positive_float, positive_int
 from horseshoe.diffusion.consistency import METHODS
-from horseshoe.distill_config import METHOD
+from horseshoe.distill_config import METHOD, STUDENT_STEPS
 from horseshoe.training.results import StopReason
 
-DEFAULT_STEPS = 300
+DEFAULT_STEPS = STUDENT_STEPS
 
 
 def register(subparsers) -> None:

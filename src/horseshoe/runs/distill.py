@@ -20,7 +20,7 @@ import torch
 from horseshoe import config as config_module
 from horseshoe.config import Config
 from horseshoe.data.transforms import to_uint8
-from horseshoe.distill_config import ADVERSARIAL, METHOD, DistillConfig
+from horseshoe.distill_config import ADVERSARIAL, METHOD, STUDENT_BATCH, STUDENT_STEPS, DistillConfig
 from horseshoe.runs import page
 from horseshoe.runs.load import LoadedRun, load_run, run_dir_of
 from horseshoe.runs.train import RunResult, train
@@ -88,8 +88,11 @@ def student_config(teacher: Teacher, method: str = METHOD, steps: int | None = N
     """The student's config: the teacher's network, data and process, a short tuning, the consistency sampler."""
     tc = teacher.config.train
     budget = {"steps": None, "epochs": None, "minutes": minutes} if minutes is not None else \
-        {"steps": steps or 300, "epochs": None, "minutes": None}
-    train = dataclasses.replace(tc, **budget, lr=LR, warmup_steps=WARMUP, lr_schedule="cosine",
+        {"steps": steps or STUDENT_STEPS, "epochs": None, "minutes": None}
+    # Batches of 64 split over the teacher's grad_accum, so a micro-batch is never larger than the teacher's; the
+    # teacher's own batch where that is 64 or fewer, or where its grad_accum does not divide 64.
+    batch = STUDENT_BATCH if tc.batch_size > STUDENT_BATCH and STUDENT_BATCH % tc.grad_accum == 0 else tc.batch_size
+    train = dataclasses.replace(tc, **budget, batch_size=batch, lr=LR, warmup_steps=WARMUP, lr_schedule="cosine",
                                 ema_half_life_images=EMA_HALF_LIFE, max_minutes=None, posthoc_ema=(),
                                 sample_every=0, eval_every=0, checkpoint_every=100)
     # rho = 7 puts the second of 2 steps at sigma ~ 1 rather than ~ 3 (measured better, docs/measurements/few-step.md).
