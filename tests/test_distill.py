@@ -189,11 +189,12 @@ def test_the_consistency_methods_tune_a_student_too(teacher, tmp_path, method):
 @pytest.mark.parametrize("adversarial", [0.0, 0.5])
 def test_a_student_resumes_bit_for_bit(teacher, tmp_path, adversarial):
     # The teacher's paths are made again on resume, from the same seed: the same paths, the same student; a critic
-    # and its Adam come back from the checkpoint.
+    # and its Adam come back from the checkpoint. The resume repeats neither the steps nor the settings: a student
+    # resumes with its own config (the defaults' 520 steps and 2048 paths would differ).
     extra = ("train.checkpoint_every=2", f"distill.adversarial={adversarial}", *FEW_PATHS)
     distill(teacher, tmp_path / "straight", steps=4, progress=False, overrides=extra)
     halfway = tmp_path / "straight" / "checkpoints" / checkpoint.checkpoint_name(2)
-    distill(teacher, tmp_path / "resumed", steps=4, progress=False, overrides=extra, resume=halfway)
+    distill(teacher, tmp_path / "resumed", progress=False, resume=halfway)
     a, b = weights(tmp_path / "straight"), weights(tmp_path / "resumed")
     assert same_tensors(a["model"], b["model"]) and same_tensors(a["ema"], b["ema"])
     assert not same_tensors(a["model"], weights(teacher)["model"])
@@ -257,6 +258,12 @@ def test_distill_refuses_unfinished_missing_and_distilled_runs_and_steps_outside
     assert "already distilled" in capsys.readouterr().err
     assert main(["sample", str(student), "--steps", "5", "--out", str(tmp_path / "s")]) == 2
     assert "1 to 4 steps" in capsys.readouterr().err
+    # A resume takes the student's own teacher and method, and a student's checkpoint.
+    for run, out, flags, says in [(student, student, [], "was distilled from"),
+                                  (teacher, student, ["--method", "ect"], "--method ect differs"),
+                                  (teacher, teacher, [], "is not a student's")]:
+        assert main(["distill", str(run), "--out", str(out), "--resume", "--no-progress", *flags]) == 2
+        assert says in capsys.readouterr().err
 
 
 def test_a_student_takes_batches_of_64_unless_its_teacher_took_fewer_or_could_not_split_them(teacher):

@@ -25,14 +25,14 @@ def register(subparsers) -> None:
                         "7 minutes on a 2-core CPU, the teacher's paths included)")
     budget.add_argument("--minutes", type=positive_float, help="tune for this long instead: the teacher's paths, "
                         "then steps timed as `train --minutes` times them")
-    p.add_argument("--method", choices=METHODS, default=METHOD,
-                   help="trajectory (the default, measured best here): regress onto the ends of the teacher's ODE "
+    p.add_argument("--method", choices=METHODS,
+                   help=f"{METHOD} (the default, measured best here): regress onto the ends of the teacher's ODE "
                    "paths, against a critic of the training images (distill.adversarial; none for a teacher of "
                    "under 100 images); ect: consistency tuning on the data (Geng et al. 2024); cd: consistency "
                    "distillation along the teacher's ODE (Song et al. 2023)")
     p.add_argument("--resume", nargs="?", const="latest", metavar="PATH",
                    help="continue the student in --out from its latest checkpoint, or from PATH (one of its "
-                   "checkpoints)")
+                   "checkpoints), with its own settings: only --steps, --minutes and --set given now change them")
     p.add_argument("--overwrite", action="store_true",
                    help="start over in an --out that already has checkpoints (they are deleted)")
     p.add_argument("--device", help=f"{DEVICES} (default: the teacher's train.device)")
@@ -50,15 +50,14 @@ def run(args: argparse.Namespace) -> int:
     output_dir(out)
     resume = None if args.resume is None else (out if args.resume == "latest" else Path(args.resume))
     device = () if args.device is None else (f"train.device={args.device!r}",)
-    done = distill(args.run, out, args.method, args.steps or (None if args.minutes else DEFAULT_STEPS),
-                   args.minutes, resume=resume, overwrite=args.overwrite, progress=not args.no_progress,
-                   overrides=(*device, *args.set))
+    done = distill(args.run, out, args.method, args.steps, args.minutes, resume=resume, overwrite=args.overwrite,
+                   progress=not args.no_progress, overrides=(*device, *args.set))
     result = done.training
     if result.stop_reason == StopReason.NOTHING:
         print(f"{done.resumed_from} is already at step {result.step}: nothing to tune")
         return 0
     how = "stopped by signal" if result.stop_reason == StopReason.SIGNAL else "done"
-    print(f"{how}: {result.step} steps of {args.method} in {result.seconds:.0f} s; checkpoint: {done.checkpoint}")
+    print(f"{how}: {result.step} steps in {result.seconds:.0f} s; checkpoint: {done.checkpoint}")
     if result.stop_reason != StopReason.SIGNAL:
         print(f"report: {out / 'index.html'} (teacher and student side by side); sample it: "
               f"horseshoe sample {out} --steps 2")

@@ -87,8 +87,7 @@ def student_config(teacher: Teacher, method: str = METHOD, steps: int | None = N
                    minutes: float | None = None, overrides: tuple[str, ...] = ()) -> Config:
     """The student's config: the teacher's network, data and process, a short tuning, the consistency sampler."""
     tc = teacher.config.train
-    budget = {"steps": None, "epochs": None, "minutes": minutes} if minutes is not None else \
-        {"steps": steps or STUDENT_STEPS, "epochs": None, "minutes": None}
+    budget = _budget(steps or (None if minutes else STUDENT_STEPS), minutes)
     # Batches of 64 split over the teacher's grad_accum, so a micro-batch is never larger than the teacher's; the
     # teacher's own batch where that is 64 or fewer, or where its grad_accum does not divide 64.
     batch = STUDENT_BATCH if tc.batch_size > STUDENT_BATCH and STUDENT_BATCH % tc.grad_accum == 0 else tc.batch_size
@@ -111,15 +110,51 @@ def student_config(teacher: Teacher, method: str = METHOD, steps: int | None = N
     return config_module.apply_overrides(config, list(overrides))
 
 
-def distill(run: str | Path, out: str | Path, method: str = METHOD, steps: int | None = None,
+def _budget(steps: int | None, minutes: float | None) -> dict:
+    """train.steps or train.minutes, whichever is given (the other cleared, and epochs with them)."""
+    return {"steps": None if minutes is not None else steps, "epochs": None, "minutes": minutes}
+
+
+def resumed_config(run: str | Path, resume: str | Path, method: str | None = None, steps: int | None = None,
+                   minutes: float | None = None, overrides: tuple[str, ...] = ()) -> tuple[Teacher, Config]:
+    """The config a student resumes with: its own, from the checkpoint, so that a resume repeats the tuning it
+    continues whatever today's defaults or the first start's --set values were; only a budget (steps or
+    minutes) and overrides given now go on top. Its teacher is the checkpoint it was distilled from, which must
+    belong to `run`."""
+    found = checkpoint.resolve(resume, resume=True)
+    try:
+        config = config_module.from_dict(checkpoint.load(found, parts=()).config)
+    except ValueError as error:
+        raise ValueError(f"checkpoint {str(found)!r} has an invalid config: {error}") from None
+    dc = config.distill
+    if not dc.student:
+        raise ValueError(f"checkpoint {str(found)!r} is not a student's (it was trained, not distilled): resume it "
+                         f"with `horseshoe train --resume`")
+    given = run_dir_of(checkpoint.resolve(run)).resolve()
+    if run_dir_of(Path(dc.teacher)).resolve() != given:
+        raise ValueError(f"the student in {str(found)!r} was distilled from {dc.teacher}, not from run {str(run)!r}: "
+                         f"resume it with that run, or start over with --overwrite")
+    if method is not None and method != dc.method:
+        raise ValueError(f"--method {method} differs from the student's own ({dc.method}): resume it with "
+                         f"--method {dc.method}, or start over with --overwrite")
+    if steps is not None or minutes is not None:
+        config = dataclasses.replace(config, train=dataclasses.replace(config.train, **_budget(steps, minutes)))
+    return finished_teacher(dc.teacher), config_module.apply_overrides(config, list(overrides))
+
+
+def distill(run: str | Path, out: str | Path, method: str | None = None, steps: int | None = None,
             minutes: float | None = None, resume: str | Path | None = None, overwrite: bool = False,
             progress: bool = True, overrides: tuple[str, ...] = ()) -> RunResult:
-    """Distil finished run `run` into a student in `out`; resume: continue a student from its run directory (its
-    latest checkpoint) or a checkpoint of it."""
-    teacher = finished_teacher(run)
+    """Distil finished run `run` into a student in `out` (method None: METHOD; neither steps nor minutes:
+    STUDENT_STEPS); resume: continue a student from its run directory (its latest checkpoint) or a checkpoint of
+    it, with its own config (resumed_config)."""
+    if resume is None:
+        teacher = finished_teacher(run)
+        config = student_config(teacher, method or METHOD, steps, minutes, overrides)
+    else:
+        teacher, config = resumed_config(run, resume, method, steps, minutes, overrides)
     if Path(out).resolve() == run_dir_of(teacher.checkpoint).resolve():
         raise ValueError(f"--out {str(out)!r} is the teacher's own run directory: choose another")
-    config = student_config(teacher, method, steps, minutes, overrides)
     result = train(config, out, resume=resume, progress=progress, overwrite=overwrite)
     if result.training.steps_trained and result.training.stop_reason != StopReason.SIGNAL:
         compare_section(Path(out), teacher)
