@@ -17,7 +17,7 @@ from horseshoe.diffusion.schedules import make_schedule
 from horseshoe.distill_config import ADVERSARIAL, STUDENT_BATCH
 from horseshoe.runs.distill import distill, finished_teacher, student_config
 from horseshoe.runs.load import load_run
-from horseshoe.sampling import SampleConfig, generate, sampler_timesteps
+from horseshoe.sampling import SampleConfig, generate, initial_noise, sampler_timesteps
 from horseshoe.sampling.trajectories import level_visits, student_levels, teacher_paths
 from horseshoe.training import checkpoint
 from horseshoe.training.state import CRITIC_PART
@@ -94,6 +94,19 @@ def test_teacher_paths_end_where_the_exact_ode_map_takes_each_level():
         assert float((exact - paths.x0.float()).abs().mean()) < 0.02, t  # measured 0.011-0.015
     blurred = posterior_mean(paths.x[:, 1].float(), torch.full((256,), levels[1]))
     assert float((blurred - paths.x0.float()).abs().mean()) > 0.2  # the ends are not the teacher's one-step guess
+
+
+def test_a_students_paths_start_from_noise_that_sampling_at_its_seed_does_not_draw():
+    # A student is near exact on the noise of its own paths: samples drawn from that noise (`sample` at seed 0, its
+    # page, the benchmarks) would flatter it. The first level of a path is its noise x_T itself.
+    teacher = Denoiser(lambda x, t: posterior_mean(x, t), SCHEDULE, "x0")
+    levels = student_levels(SCHEDULE, SampleConfig(sampler="consistency", steps=2, rho=7.0))
+    config = SampleConfig(sampler="dpmpp_2m", clip_x0=False)
+    paths = teacher_paths(teacher, 8, (1, 2, 2), config, levels, seed=0, steps=4)
+    assert torch.equal(paths.x, teacher_paths(teacher, 8, (1, 2, 2), config, levels, seed=0, steps=4).x)
+    for seed in range(3):
+        drawn = initial_noise((8, 1, 2, 2), torch.Generator().manual_seed(seed)).bfloat16()
+        assert not torch.equal(paths.x[:, 0], drawn), seed
 
 
 class Affine(torch.nn.Module):

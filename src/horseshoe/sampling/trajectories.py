@@ -19,6 +19,12 @@ from horseshoe.sampling.config import MAX_CONSISTENCY_STEPS, SampleConfig
 from horseshoe.sampling.dpm_solver import dpmpp_2m_path
 from horseshoe.sampling.timesteps import sampler_timesteps
 
+# The paths' noise is drawn from seed + PATHS_SEED_OFFSET, never from the seed itself: sampling at seed S draws
+# torch.randn from S, so paths of seed 0 would start from the very noise `horseshoe sample` (default seed 0), the
+# student's page and the benchmarks draw. A student is near exact on its own paths' noise and flattered there
+# (docs/measurements/few-step.md, round 6). Modulo 2^32: a CPU generator uses a seed's low 32 bits only.
+PATHS_SEED_OFFSET = 0x9E3779B9  # 2^32 / golden ratio: far from the small seeds people pick
+
 
 @dataclass(frozen=True)
 class TeacherPaths:
@@ -60,10 +66,10 @@ def path_grid(schedule, teacher: SampleConfig, levels: tuple[int, ...], steps: i
 def teacher_paths(denoiser: Denoiser, count: int, shape: tuple[int, int, int], teacher: SampleConfig,
                   levels: tuple[int, ...], seed: int, classes: int = 0, steps: int = 12, batch_size: int = 256,
                   unconditional: float = 0.1, device: torch.device | str = "cpu") -> TeacherPaths:
-    """`count` ODE paths from noise drawn with `seed`: `steps` of the teacher's own, plus the levels. With classes,
-    each path is of a random class, guided as the teacher's config says (its guidance scale and interval), and a
-    share `unconditional` has no class."""
-    generator = torch.Generator().manual_seed(seed)
+    """`count` ODE paths from noise drawn with `seed` (offset by PATHS_SEED_OFFSET): `steps` of the teacher's own,
+    plus the levels. With classes, each path is of a random class, guided as the teacher's config says (its
+    guidance scale and interval), and a share `unconditional` has no class."""
+    generator = torch.Generator().manual_seed((seed + PATHS_SEED_OFFSET) % 2**32)
     noise = torch.randn((count, *shape), generator=generator)
     labels = None
     if classes:
