@@ -83,11 +83,11 @@ def main() -> None:
     parser.add_argument("--tag", default="")
     parser.add_argument("--rho", type=float, help="sample every student at this rho (default: its own)")
     args = parser.parse_args()
-    students = [(method, method, args.steps, tuple(args.set)) for method in args.method]
+    methods = args.method or ([] if args.variant else ["ect", "cd"])
+    students = [(method, method, args.steps, tuple(args.set)) for method in methods]
     for variant in args.variant:
         name, method, steps, settings = variant.split(":", 3)
         students.append((name, method, int(steps) if steps else None, tuple(x for x in settings.split(",") if x)))
-    students = students or [(method, method, args.steps, tuple(args.set)) for method in ("ect", "cd")]
     torch.manual_seed(0)
     teacher = finished_teacher(args.teacher)
     elder = load_run(teacher.checkpoint)

@@ -49,11 +49,7 @@ def finished_teacher(run: str | Path) -> Teacher:
     """The run to distill, or a one-line error: not found, not finished (stopped by a signal, or still short of
     its budget), or a student already."""
     found = checkpoint.resolve(run)
-    data = checkpoint.load(found, parts=())
-    try:
-        config = config_module.from_dict(data.config)
-    except ValueError as error:
-        raise ValueError(f"checkpoint {str(found)!r} has an invalid config: {error}") from None
+    data, config = _read(found)
     if config.distill.student:
         raise ValueError(f"run {str(run)!r} is already distilled (from {config.distill.teacher}): distill its "
                          f"teacher again instead, with --minutes for a longer tuning")
@@ -66,6 +62,15 @@ def finished_teacher(run: str | Path) -> Teacher:
                          f"{'stopped by a signal' if stopped else 'no end of training recorded'}): "
                          f"resume it with `horseshoe train --out {run} --resume` first")
     return Teacher(found, step, config, _training_seconds(found))
+
+
+def _read(found: Path) -> tuple[checkpoint.Checkpoint, Config]:
+    """A checkpoint's state (no tensors) and its config, or a one-line error if the config is invalid."""
+    data = checkpoint.load(found, parts=())
+    try:
+        return data, config_module.from_dict(data.config)
+    except ValueError as error:
+        raise ValueError(f"checkpoint {str(found)!r} has an invalid config: {error}") from None
 
 
 def _page_after(found: Path) -> bool:
@@ -87,7 +92,7 @@ def student_config(teacher: Teacher, method: str = METHOD, steps: int | None = N
                    minutes: float | None = None, overrides: tuple[str, ...] = ()) -> Config:
     """The student's config: the teacher's network, data and process, a short tuning, the consistency sampler."""
     tc = teacher.config.train
-    budget = _budget(steps or (None if minutes else STUDENT_STEPS), minutes)
+    budget = _budget(steps or STUDENT_STEPS, minutes)  # _budget drops the steps where minutes are given
     # Batches of 64 split over the teacher's grad_accum, so a micro-batch is never larger than the teacher's; the
     # teacher's own batch where that is 64 or fewer, or where its grad_accum does not divide 64.
     batch = STUDENT_BATCH if tc.batch_size > STUDENT_BATCH and STUDENT_BATCH % tc.grad_accum == 0 else tc.batch_size
@@ -122,10 +127,7 @@ def resumed_config(run: str | Path, resume: str | Path, method: str | None = Non
     minutes) and overrides given now go on top. Its teacher is the checkpoint it was distilled from, which must
     belong to `run`."""
     found = checkpoint.resolve(resume, resume=True)
-    try:
-        config = config_module.from_dict(checkpoint.load(found, parts=()).config)
-    except ValueError as error:
-        raise ValueError(f"checkpoint {str(found)!r} has an invalid config: {error}") from None
+    _, config = _read(found)
     dc = config.distill
     if not dc.student:
         raise ValueError(f"checkpoint {str(found)!r} is not a student's (it was trained, not distilled): resume it "
