@@ -297,6 +297,7 @@ def test_sample_section_fills_in_sampler_options():
     assert (own.sampler, own.steps, own.spacing, own.lambda_min) == ("dpmpp_2m", 20, "leading", -3.0)
     assert section.for_sampler(schedule, "ddim").steps == 20
     assert section.for_sampler(schedule, "ddpm").steps == kept  # ddpm in place of the run's sampler
+    assert SampleConfig(sampler="dpmpp_2m", lambda_min=None).for_sampler(schedule, "ddpm").steps == 1000
     assert SampleConfig(sampler="ddpm", steps=50).for_sampler(schedule, "ddpm").steps == 50
     given = section.for_sampler(schedule, "ddim", 7, eta=0.5, spacing="linspace")
     assert (given.sampler, given.steps, given.eta, given.spacing) == ("ddim", 7, 0.5, "linspace")
