@@ -80,7 +80,9 @@ def test_folder_names_pass_through_as_typed(tmp_path, name, capsys):
 @pytest.mark.parametrize("setting, message", [
     ("train.lr=inf", "train.lr must be a positive number, got inf"),
     ("train.lr=nan", "train.lr must be a positive number, got nan"),
-    ("train.seed=12345678901234567890", "train.seed must be an integer from 0 to 2^62, got 12345678901234567890"),
+    ("train.seed=12345678901234567890", "train.seed must be an integer from 0 to 4294967295, got 12345678901234567890"),
+    # a CPU generator reads 32 bits: 2^32 would draw seed 0's noise
+    ("train.seed=4294967296", "train.seed must be an integer from 0 to 4294967295, got 4294967296"),
     ("train.grad_clip=-1", "train.grad_clip must be > 0"),
 ])
 def test_settings_that_fail_later_are_refused_up_front_by_name(tmp_path, capsys, setting, message):

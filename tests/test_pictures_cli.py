@@ -138,6 +138,8 @@ def test_bad_arguments_are_one_line(run_dir, tmp_path, capsys):
         (["sample", str(run_dir), "--sampler", "euler", "--out", str(tmp_path / "o")], "unknown sampler 'euler'"),
         (["sample", str(run_dir), "--steps", "0"], "must be a positive integer, got 0"),
         (["sample", str(run_dir), "--count", "-3"], "must be a positive integer, got -3"),
+        (["sample", str(run_dir), "--seed", "4294967296"], "--seed: must be an integer from 0 to 4294967295"),
+        (["interpolate", str(run_dir), "--seeds", "0", "-1"], "--seeds: must be an integer from 0 to 4294967295"),
         (["sample", str(run_dir), "--out", str(blocker)], "is a file, not a directory"),
         (["denoise", str(run_dir), "--out", str(tmp_path)], f"--out '{tmp_path}' is a folder: --out takes a .png"),
         (["sample", str(run_dir), "--steps", "5000", "--out", str(tmp_path / "o")],

@@ -16,10 +16,14 @@ PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+# A CPU torch.Generator reads only a seed's low 32 bits: seeds S and S + 2^32 would draw the same noise.
+SEED_MAX = 2**32 - 1
+
+
 def check_seed(key: str, seed: int) -> None:
-    """A one-line error naming `key` unless seed is an integer torch and numpy both accept, offsets included."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**62:
-        raise ValueError(f"{key} must be an integer from 0 to 2^62, got {seed!r}")
+    """A one-line error naming `key` unless seed is an integer from 0 to SEED_MAX."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
+        raise ValueError(f"{key} must be an integer from 0 to {SEED_MAX}, got {seed!r}")
 
 
 def pick_device(name: str = "auto") -> torch.device:

@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 
 from horseshoe.config import Config, apply_overrides, load_toml, merge
 from horseshoe.data.config import BUILTINS
+from horseshoe.runtime import SEED_MAX
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -48,7 +49,7 @@ def add_sampler_options(parser: argparse.ArgumentParser, steps_help: str = "the 
     parser.add_argument("--eta", type=float, help="DDIM noise scale, 0 = deterministic (default: the run's sample.eta)")
     parser.add_argument("--spacing",
                         help="timestep spacing: trailing, leading, linspace or karras (default: the run's)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the initial noise")
+    parser.add_argument("--seed", type=noise_seed, default=0, help="seed of the initial noise")
     add_run_options(parser)
     if batch_size:
         add_batch_size_option(parser)
@@ -211,6 +212,17 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def noise_seed(text: str) -> int:
+    """argparse type: a noise seed, an integer from 0 to SEED_MAX."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"must be an integer from 0 to {SEED_MAX}, got {value}")
     return value
 
 

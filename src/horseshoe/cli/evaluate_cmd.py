@@ -10,6 +10,7 @@ from horseshoe.cli.common import (
     add_command,
     add_run_options,
     add_sample_set_option,
+    noise_seed,
     non_negative_float,
     positive_int,
 )
@@ -29,7 +30,7 @@ def register(subparsers) -> None:
     p.add_argument("--sampler", help="sampler for the main samples (default: the run's sample.sampler)")
     p.add_argument("--steps", type=positive_int, help=f"its {SAMPLER_STEPS} (default: the run's sample.steps)")
     p.add_argument("--eta", type=float, help="DDIM eta (default: the run's sample.eta)")
-    p.add_argument("--seed", type=int, default=0, help="seed of samples, patches and projections")
+    p.add_argument("--seed", type=noise_seed, default=0, help="seed of samples, patches and projections")
     add_batch_size_option(p)
     p.add_argument("--heldout", type=positive_int, default=128, help="held-out images for loss and bits/dim")
     p.add_argument("--bpd-timesteps", type=positive_int, default=50,

@@ -13,6 +13,7 @@ from horseshoe.cli.common import (
     add_sampler_options,
     class_labels,
     config_from_args,
+    noise_seed,
     open_run,
     output_file,
     positive_int,
@@ -38,7 +39,7 @@ def register(subparsers) -> None:
     p.add_argument("images", nargs="*", help="image files to noise (default: the first --count of the dataset)")
     p.add_argument("--count", type=positive_int, default=4, help="how many images of the dataset, a row each")
     p.add_argument("--timesteps", type=_int_list, help="comma-separated t in 0..T-1 (default: 7 spread over 0..T-1)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the noise")
+    p.add_argument("--seed", type=noise_seed, default=0, help="seed of the noise")
     add_out_option(p, "noising.png", "the picture, a PNG", folder=False)
     add_config_options(p)
     p.set_defaults(run_command=run_noise)

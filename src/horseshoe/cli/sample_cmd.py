@@ -16,6 +16,7 @@ from horseshoe.cli.common import (
     add_sample_set_option,
     add_sampler_options,
     class_labels,
+    noise_seed,
     open_run,
     output_dir,
     output_file,
@@ -47,7 +48,8 @@ def register(subparsers) -> None:
                     "horseshoe interpolate runs/demo --seeds 3 7 --count 10 --gif")
     p.add_argument("run", help="run directory or checkpoint directory")
     ends = p.add_mutually_exclusive_group()
-    ends.add_argument("--seeds", type=int, nargs=2, metavar=("A", "B"), help="the two noise seeds (default: 0 1)")
+    ends.add_argument("--seeds", type=noise_seed, nargs=2, metavar=("A", "B"),
+                      help="the two noise seeds (default: 0 1)")
     ends.add_argument("--images", nargs=2, metavar=("A", "B"),
                       help="two images: their DDIM-inverted noises are the ends (see `horseshoe invert`)")
     p.add_argument("--count", type=positive_int, default=10, help="how many images along the path, ends included")

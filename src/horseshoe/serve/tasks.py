@@ -16,11 +16,11 @@ from dataclasses import dataclass
 import torch
 
 from horseshoe.runs.load import LoadedRun
+from horseshoe.runtime import SEED_MAX
 from horseshoe.sampling import DIFFUSION_SAMPLERS, SampleConfig, StepRecord, initial_noise, sampler_timesteps
 from horseshoe.sampling.edit import repaint_length, sdedit_start, slerp_path
 from horseshoe.serve.uploads import Limits, RequestError, decode_image, fitted_image, fitted_mask
 
-SEED_MAX = 2**32 - 1
 STOCHASTIC = ("ddpm", "dpmpp_2m_sde")  # fresh noise at every step, different for each image of a batch
 GUIDANCE_MAX = 20.0
 
