@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from horseshoe.cli.app import build_parser
-from horseshoe.cli.common import positive_float, positive_int
+from horseshoe.cli.common import noise_seed, positive_float, positive_int
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 MANUALS = (README, README.parent / "docs" / "training.md")  # whose shell examples must parse
@@ -24,7 +24,7 @@ FLAGS = {
     "--out": ("to write: ", None),  # "folder to write: ..." or "file to write: ..." (see FOLDER_OUT)
     "--count": ("how many", positive_int),
     "--steps": ("steps", positive_int),  # "optimizer steps" in train, "sampler steps" elsewhere (see below)
-    "--seed": ("seed", int),
+    "--seed": ("seed", noise_seed),
     "--device": ("auto, cpu, cuda, cuda:N or mps", None),
     "--weights": ("'ema' (averaged) or 'model' (raw) weights", None),
     "--ema-length": ("post-hoc EMA", float),
