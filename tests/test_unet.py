@@ -78,7 +78,7 @@ def test_a_network_cast_to_bf16_runs_without_autocast():
 
 
 def test_overfits_four_images():
-    # Four fixed (x_t, t) -> eps pairs: a few hundred Adam steps must cut the loss at least 10x.
+    # Four fixed (x_t, t) -> eps pairs: 60 Adam steps must cut the loss at least 10x (they cut it ~1000x).
     torch.manual_seed(0)
     model = tiny(1, base_channels=16, channel_mults=(1, 2), attention_resolutions=())
     schedule = make_schedule("linear", 1000)
@@ -89,7 +89,7 @@ def test_overfits_four_images():
     x_t = q_sample(schedule, x0, t, eps).float()
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     losses = []
-    for _ in range(300):
+    for _ in range(60):
         loss = nn.functional.mse_loss(model(x_t, t), eps)
         opt.zero_grad()
         loss.backward()
